@@ -2,8 +2,8 @@
 
 ``configs/COCO-Detection/noisy_anchor_retinanet_R_50_FPN_1x.py`` shrunk exactly as
 ``retinanet_R18_shapes.py`` shrinks the RetinaNet baseline (``configs/common/quickstart.py``:
-256 px, batch 8, 300 iterations, from scratch; anchors halved to 16-256 px), so the two differ
-only by the label assignment (and its losses).
+256 px, batch 8, 300 iterations, from scratch; anchors halved to 16-256 px; GroupNorm in the
+head towers), so the two differ only by the label assignment (and its losses).
 """
 
 from detectron2.config import LazyConfig
@@ -17,6 +17,7 @@ from ..common.quickstart import (
     num_classes,
     pixel_std,
     res5_channels,
+    retinanet_head_norm,
     shapes_dataloader,
     train_overrides,
 )
@@ -32,6 +33,7 @@ model.backbone.out_channels = fpn_channels
 model.backbone.top_block.in_channels = res5_channels  # RetinaNet: P6 from C5
 model.head.input_shape = head_input_shape
 model.head.conv_dims = head_conv_dims
+model.head.norm = retinanet_head_norm  # GN: see configs/common/quickstart.py
 model.num_classes = num_classes
 model.pixel_std = pixel_std
 model.anchor_generator.sizes = [

@@ -3,6 +3,8 @@
 ``configs/COCO-Detection/retinanet_R_50_FPN_1x.py`` shrunk by ``configs/common/quickstart.py``:
 256 px, batch 8, 300 iterations, from scratch. Anchors are halved (16-256 px instead of 32-512)
 because shapes are 5-230 px in 256 px images where COCO objects are 8-800 px in 800 px images.
+The head's towers get GroupNorm (``retinanet_head_norm`` in ``configs/common/quickstart.py``): the
+norm-free head of the COCO config does not train from scratch in 300 CPU iterations.
 """
 
 from detectron2.config import LazyConfig
@@ -16,6 +18,7 @@ from ..common.quickstart import (
     num_classes,
     pixel_std,
     res5_channels,
+    retinanet_head_norm,
     shapes_dataloader,
     train_overrides,
 )
@@ -31,6 +34,7 @@ model.backbone.out_channels = fpn_channels
 model.backbone.top_block.in_channels = res5_channels  # RetinaNet: P6 from C5
 model.head.input_shape = head_input_shape
 model.head.conv_dims = head_conv_dims
+model.head.norm = retinanet_head_norm  # GN: see configs/common/quickstart.py
 model.num_classes = num_classes
 model.pixel_std = pixel_std
 model.anchor_generator.sizes = [
