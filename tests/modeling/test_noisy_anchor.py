@@ -461,6 +461,10 @@ def test_quickstart_config_differs_from_retinanet_baseline_only_by_the_model():
         "head_in_features",
     ):
         assert str(noisy.model[key]) == str(base.model[key]), key
+    # same head towers (GroupNorm in both quickstart heads), same prior
+    for key in ("conv_dims", "norm", "prior_prob", "num_anchors"):
+        assert str(noisy.model.head[key]) == str(base.model.head[key]), key
+    assert base.model.head.norm == "GN"
 
 
 # ---------------------------------------------------------------- Faster R-CNN (RPN) end to end
