@@ -111,7 +111,10 @@ def main():
     for m in args.methods:
         results[m] = run(m, args.iters)
         last = results[m][-1]
-        print(f"{m}: iteration {args.iters - 1}: " + ", ".join(f"{k}={v:.6f}" for k, v in last.items()))
+        print(
+            f"{m}: iteration {args.iters - 1}: "
+            + ", ".join(f"{k}={v:.6f}" for k, v in last.items())
+        )
     meta = {"torch": torch.__version__, "iters": args.iters}
     with open(args.out, "w") as f:
         json.dump({"meta": meta, "losses": results}, f, indent=1)
@@ -125,9 +128,7 @@ def main():
                 print(f"{m}: DIFFERENT loss terms or lengths")
                 worst = 1
                 continue
-            diffs = [
-                abs(x[k] - y[k]) / max(abs(y[k]), 1e-12) for x, y in zip(a, b) for k in x
-            ]
+            diffs = [abs(x[k] - y[k]) / max(abs(y[k]), 1e-12) for x, y in zip(a, b) for k in x]
             n_terms = len(diffs)
             print(f"{m}: {n_terms} loss values, max relative difference {max(diffs):.3g}")
             if max(diffs) > args.rtol:

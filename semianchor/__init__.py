@@ -2,6 +2,7 @@
 
 Importing the package registers its META_ARCHs, backbones and the embedded datasets.
 """
+
 from . import modeling  # noqa: F401  (registers META_ARCHs / backbones)
 from .config import add_semianchor_config  # noqa: F401
 

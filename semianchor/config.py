@@ -9,6 +9,7 @@ Usage::
 Every key mirrors a constructor argument of the LazyConfig path (``configs/common/models``), so a
 model built either way has the same modules and state-dict keys.
 """
+
 from detectron2.config import CfgNode as CN
 
 __all__ = ["add_semianchor_config"]
@@ -44,12 +45,15 @@ def add_semianchor_config(cfg: CN) -> CN:
     _C.ASSIGNER.ALLOW_LOW_QUALITY_MATCHES = True
 
     _C.LOSS = CN()
+    _C.LOSS.CLS_TYPE = "sigmoid_focal"  # or "softmax_ce" (K + 1 logits)
+    _C.LOSS.CLS_WEIGHTING = "none"  # "assigner": positives' cls loss times the assigner's weights
     _C.LOSS.FOCAL_ALPHA = 0.25
     _C.LOSS.FOCAL_GAMMA = 2.0
     _C.LOSS.BOX_TYPE = "giou"
     _C.LOSS.SMOOTH_L1_BETA = 0.0
     _C.LOSS.BOX_WEIGHT = 2.0
-    _C.LOSS.BOX_WEIGHTING = "centerness"
+    _C.LOSS.BOX_WEIGHTING = "centerness"  # none | centerness | assigner
+    _C.LOSS.BOX_NORMALIZER = "weights"  # with a weighting: "weights" (their sum) or "positives"
     _C.LOSS.QUALITY_WEIGHT = 1.0
     _C.LOSS.NORMALIZER_MOMENTUM = 0.9
 
@@ -70,6 +74,25 @@ def add_semianchor_config(cfg: CN) -> CN:
     _C.DLA.METRIC_CHANNELS = 0  # width of the metric branch's 1x1 reduction; 0: tower width
     _C.DLA.METRIC_LOSS_BETA = 2.0  # exponent of |c - m| in the metric loss (Eq. 7, GFL's beta)
     _C.DLA.SCORE_MODE = "metric"  # test-time score: metric | cls_metric | sqrt_cls_metric | cls
+
+    # ---- SAD (Semi-Anchored Detector) ----------------------------------------------------
+    _C.SAD = CN()
+    _C.SAD.ANCHOR_CLASSIFICATION = True  # the AC branch (Table 2: False)
+    _C.SAD.LOCATION_GAMMA = -1.0  # < 0: Eq. 4 location labels; else gamma of Eq. 1 (Table 4)
+    _C.SAD.REGRESSION = "anchor"  # "anchor" (R1) or "location" (R2): spec S4
+    _C.SAD.AC_IOU_THRESHOLD = 0.5  # IoU after regression for an anchor's class (spec S8)
+    _C.SAD.SIGMA = 0.9  # Eq. 2 (0: binary AC targets)
+    _C.SAD.AC_LOSS = "eq3"  # "eq3" (the smoothed focal loss, Eq. 3) or "qfl" (ablation)
+    _C.SAD.AC_LOSS_WEIGHT = 1.0
+    _C.SAD.AC_ALPHA = 0.25
+    _C.SAD.AC_BETA = 2.0
+    _C.SAD.INFERENCE = "top1"  # top1 | topk | pos (Table 6)
+    _C.SAD.INFERENCE_TOPK = 2
+    _C.SAD.INFERENCE_TAU = 0.1
+
+    # ---- proposal generators (NoisyAnchorRPN) ---------------------------------------------
+    _C.RPN = CN()
+    _C.RPN.ASSIGNER_NAME = "Cleanliness"  # a name of ASSIGNER_BUILDERS
 
     # ---- Noisy anchors (cleanliness) -----------------------------------------------------
     _C.NOISY = CN()

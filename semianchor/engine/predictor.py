@@ -1,4 +1,5 @@
 """Predictors: Detectron2's ``DefaultPredictor`` for yacs configs, and its twin for LazyConfigs."""
+
 import os
 from typing import Tuple
 
@@ -37,7 +38,9 @@ class LazyPredictor:
             aug_input = T.AugInput(original_image)
             self.aug(aug_input)
             image = torch.as_tensor(aug_input.image.astype("float32").transpose(2, 0, 1))
-            return self.model([{"image": image.to(self.model.device), "height": height, "width": width}])[0]
+            return self.model(
+                [{"image": image.to(self.model.device), "height": height, "width": width}]
+            )[0]
 
 
 def build_predictor(
@@ -65,7 +68,9 @@ def build_predictor(
         if weights:
             cfg.MODEL.WEIGHTS = weights
         if score_thresh is not None and "SEMIANCHOR" in cfg.MODEL:
-            cfg.MODEL.SEMIANCHOR.TEST.SCORE_THRESH = min(cfg.MODEL.SEMIANCHOR.TEST.SCORE_THRESH, score_thresh)
+            cfg.MODEL.SEMIANCHOR.TEST.SCORE_THRESH = min(
+                cfg.MODEL.SEMIANCHOR.TEST.SCORE_THRESH, score_thresh
+            )
         cfg.MODEL.DEVICE = device or ("cuda" if torch.cuda.is_available() else "cpu")
         cfg.freeze()
         predictor = DefaultPredictor(cfg)

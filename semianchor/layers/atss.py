@@ -85,6 +85,22 @@ def anchor_centers(anchors: torch.Tensor) -> torch.Tensor:
     return (anchors[:, :2] + anchors[:, 2:]) * 0.5
 
 
+def _per_image(fn, anchors, gt_boxes, gt_counts, *args, **kwargs):
+    """Run ``fn`` image by image for per-image anchors (N, R, 4) and concatenate its outputs
+    along the image axis (the kernels take anchors shared by the batch)."""
+    if anchors.shape[0] != gt_boxes.shape[0]:
+        raise ValueError(
+            f"per-image anchors {tuple(anchors.shape)} for {gt_boxes.shape[0]} images of GTs"
+        )
+    outs = [
+        fn(anchors[i], *args[:1], gt_boxes[i : i + 1], gt_counts[i : i + 1], *args[1:], **kwargs)
+        for i in range(anchors.shape[0])
+    ]
+    if not outs:
+        raise ValueError("per-image anchors need at least one image")
+    return tuple(torch.cat(parts, dim=0) for parts in zip(*outs))
+
+
 def infer_level_grids(
     anchors: torch.Tensor, num_anchors_per_level: Sequence[int], anchors_per_location: int
 ) -> List[float]:
@@ -180,7 +196,7 @@ def atss_candidates(
     the GT centre (rule 1 of the module docstring) and their IoU with the GT (rule 2).
 
     Args:
-        anchors: (R, 4) shared by all images, levels concatenated.
+        anchors: (R, 4) shared by all images, or (N, R, 4) per image; levels concatenated.
         num_anchors_per_level: L ints summing to R.
         gt_boxes: (N, M, 4) padded; gt_counts: (N,).
         topk: k per level (9 for ATSS); anchors_per_location: A.
@@ -196,6 +212,17 @@ def atss_candidates(
     if not isinstance(anchors, torch.Tensor):
         raise ValueError(
             f"anchors must be a torch.Tensor of shape (R, 4), got {type(anchors).__name__}"
+        )
+    if anchors.dim() == 3:  # per-image anchors
+        return _per_image(
+            atss_candidates,
+            anchors,
+            gt_boxes,
+            gt_counts,
+            num_anchors_per_level,
+            topk=topk,
+            anchors_per_location=anchors_per_location,
+            grid=grid,
         )
     kernel = use_kernel("atss_candidates", anchors.device)
     anchors, levels, gt_boxes, gt_counts = _validate_candidates(
@@ -310,7 +337,7 @@ def atss_assign(
         cand_idx: (N, M, C) anchor indices, -1 for unused slots (from :func:`atss_candidates`).
         cand_scores: (N, M, C) score of each candidate (IoU for ATSS, the metric m for DLA); must be
             finite where used.
-        anchors: (R, 4); gt_boxes (N, M, 4) padded; gt_counts (N,).
+        anchors: (R, 4), or (N, R, 4) per image; gt_boxes (N, M, 4) padded; gt_counts (N,).
         num_anchors: optional R, checked against anchors.
         center_eps: the margin of the centre-inside test (0.01 as the official code).
 
@@ -322,6 +349,22 @@ def atss_assign(
         raise ValueError(
             f"anchors must be a torch.Tensor of shape (R, 4), got {type(anchors).__name__}"
         )
+    if anchors.dim() == 3:  # per-image anchors: one call per image
+        if not isinstance(cand_idx, torch.Tensor) or not isinstance(cand_scores, torch.Tensor):
+            raise ValueError("cand_idx and cand_scores must be tensors of shape (N, M, C)")
+        outs = [
+            atss_assign(
+                cand_idx[i : i + 1],
+                cand_scores[i : i + 1],
+                anchors[i],
+                gt_boxes[i : i + 1],
+                gt_counts[i : i + 1],
+                num_anchors,
+                center_eps=center_eps,
+            )
+            for i in range(anchors.shape[0])
+        ]
+        return tuple(torch.cat(parts, dim=0) for parts in zip(*outs))
     kernel = use_kernel("atss_assign", anchors.device)
     cand_idx, cand_scores, anchors, gt_boxes, gt_counts = _validate_assign(
         cand_idx,

@@ -1,4 +1,5 @@
 """Anchor generation: Detectron2's ``DefaultAnchorGenerator`` plus per-anchor strides."""
+
 from typing import List
 
 import torch
@@ -13,7 +14,9 @@ def build_semianchor_anchor_generator(cfg, input_shape):
     return build_anchor_generator(cfg, input_shape)
 
 
-def anchor_strides(anchor_generator: DefaultAnchorGenerator, num_anchors_per_level: List[int], device) -> Tensor:
+def anchor_strides(
+    anchor_generator: DefaultAnchorGenerator, num_anchors_per_level: List[int], device
+) -> Tensor:
     """(R,) stride of each anchor's level."""
     return torch.cat(
         [

@@ -5,6 +5,7 @@ per-coordinate weights and a clamp on dw/dh. ``LTRBBoxCoder``: FCOS-style distan
 anchor centre to the four sides, in units of the anchor's stride. ``decode`` is differentiable
 (used by the losses); the kernels reproduce it exactly for assignment (``kernel_kwargs``).
 """
+
 import math
 from typing import Sequence
 
@@ -21,7 +22,12 @@ _DEFAULT_SCALE_CLAMP = math.log(1000.0 / 16)
 class DeltaBoxCoder:
     box_coder = "deltas"
 
-    def __init__(self, *, weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0), scale_clamp: float = _DEFAULT_SCALE_CLAMP):
+    def __init__(
+        self,
+        *,
+        weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
+        scale_clamp: float = _DEFAULT_SCALE_CLAMP,
+    ):
         if len(weights) != 4:
             raise ValueError(f"DeltaBoxCoder weights must have 4 values, got {weights}")
         self.weights = tuple(float(w) for w in weights)
@@ -44,7 +50,13 @@ class DeltaBoxCoder:
         bx, by = boxes[..., 0] + 0.5 * bw, boxes[..., 1] + 0.5 * bh
         wx, wy, ww, wh = self.weights
         return torch.stack(
-            [wx * (bx - ax) / aw, wy * (by - ay) / ah, ww * torch.log(bw / aw), wh * torch.log(bh / ah)], dim=-1
+            [
+                wx * (bx - ax) / aw,
+                wy * (by - ay) / ah,
+                ww * torch.log(bw / aw),
+                wh * torch.log(bh / ah),
+            ],
+            dim=-1,
         )
 
     def __repr__(self):
@@ -65,14 +77,18 @@ class LTRBBoxCoder:
     def encode(self, anchors: Tensor, boxes: Tensor, anchor_strides: Tensor) -> Tensor:
         cx = (anchors[..., 0] + anchors[..., 2]) * 0.5
         cy = (anchors[..., 1] + anchors[..., 3]) * 0.5
-        d = torch.stack([cx - boxes[..., 0], cy - boxes[..., 1], boxes[..., 2] - cx, boxes[..., 3] - cy], dim=-1)
+        d = torch.stack(
+            [cx - boxes[..., 0], cy - boxes[..., 1], boxes[..., 2] - cx, boxes[..., 3] - cy], dim=-1
+        )
         return d / anchor_strides[..., None]
 
     def __repr__(self):
         return "LTRBBoxCoder()"
 
 
-def build_box_coder(name: str, weights=(1.0, 1.0, 1.0, 1.0), scale_clamp: float = _DEFAULT_SCALE_CLAMP):
+def build_box_coder(
+    name: str, weights=(1.0, 1.0, 1.0, 1.0), scale_clamp: float = _DEFAULT_SCALE_CLAMP
+):
     if name == "deltas":
         return DeltaBoxCoder(weights=weights, scale_clamp=scale_clamp)
     if name == "ltrb":

@@ -3,11 +3,14 @@
 All take un-reduced per-element inputs and return un-reduced losses unless ``reduction`` says
 otherwise; the detectors normalise (EMA of positives, or sum of weights).
 """
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = [
+    "centerness_targets",
+    "cleanliness_focal_loss",
     "focal_loss",
     "quality_focal_loss",
     "smoothed_focal_loss",
@@ -27,7 +30,13 @@ def _reduce(loss: Tensor, reduction: str) -> Tensor:
     raise ValueError(f"unknown reduction {reduction!r}")
 
 
-def focal_loss(logits: Tensor, targets: Tensor, alpha: float = 0.25, gamma: float = 2.0, reduction: str = "none"):
+def focal_loss(
+    logits: Tensor,
+    targets: Tensor,
+    alpha: float = 0.25,
+    gamma: float = 2.0,
+    reduction: str = "none",
+):
     """Sigmoid focal loss (Lin et al. 2017, Eq. 5), generalised to soft targets t in [0, 1]:
     ``BCE(p, t) * |t - p|^gamma * (alpha * t + (1 - alpha) * (1 - t))``. For t in {0, 1} this is
     exactly RetinaNet's loss; alpha < 0 disables the alpha balance.
@@ -41,16 +50,58 @@ def focal_loss(logits: Tensor, targets: Tensor, alpha: float = 0.25, gamma: floa
     return _reduce(loss, reduction)
 
 
+def cleanliness_focal_loss(
+    logits: Tensor, targets: Tensor, alpha: float = 0.25, gamma: float = 2.0
+) -> Tensor:
+    """Focal BCE with the binary target t replaced by a soft target c (Noisy Anchors, Li et al.
+    2020, Eq. 1 with t -> c, Sec. 4 "Soft labels"), un-reduced:
+    ``-c * w_p * log(p) - (1 - c) * w_n * log(1 - p)``, ``w_p = alpha * (1 - p)^gamma``,
+    ``w_n = (1 - alpha) * p^gamma`` (RetinaNet's focal weights). alpha < 0 drops the alpha
+    balance (w_p = (1 - p)^gamma, w_n = p^gamma); gamma = 0 and alpha < 0 give plain soft BCE
+    (the RPN's objectness loss). For c in {0, 1} it is RetinaNet's focal loss. Computed in
+    float32."""
+    logits = logits.float()
+    targets = targets.float()
+    p = torch.sigmoid(logits)
+    # log(p) = -softplus(-x), log(1 - p) = -softplus(x): stable for any finite logit
+    pos_term = F.softplus(-logits) * (1.0 - p).pow(gamma)
+    neg_term = F.softplus(logits) * p.pow(gamma)
+    if alpha >= 0:
+        pos_term = pos_term * alpha
+        neg_term = neg_term * (1.0 - alpha)
+    return targets * pos_term + (1.0 - targets) * neg_term
+
+
 def quality_focal_loss(logits: Tensor, targets: Tensor, beta: float = 2.0, reduction: str = "none"):
     """Quality focal loss (Li et al. 2020, GFL Eq. 5): ``BCE(p, t) * |t - p|^beta``, no alpha.
     Used by DLA's metric head (DLA Eq. 7) toward m (positives) and 0 (negatives)."""
     return focal_loss(logits, targets, alpha=-1.0, gamma=beta, reduction=reduction)
 
 
-def smoothed_focal_loss(logits: Tensor, targets: Tensor, alpha: float = 0.25, beta: float = 2.0, reduction="none"):
-    """SAD's smoothed focal loss for soft anchor targets mu_hat: focal loss with the soft-target
-    modulation |t - p|^beta and alpha-balance (alpha for the target part)."""
-    return focal_loss(logits, targets, alpha=alpha, gamma=beta, reduction=reduction)
+def smoothed_focal_loss(
+    logits: Tensor,
+    mu_hat: Tensor,
+    positive: Tensor,
+    alpha: float = 0.25,
+    beta: float = 2.0,
+    reduction: str = "none",
+):
+    """SAD's smoothed focal loss, exactly Eq. 3 of the paper, element-wise:
+
+        L_s = -alpha * |mu_hat - p|^beta * mu_hat * log(p)    if positive (y_hat = 1)
+              -(1 - alpha) * p^beta * log(1 - p)               otherwise
+
+    p = sigmoid(logits). The positive term is 0 at p = mu_hat and tends to 0 as p -> 1 (Eq. 3
+    has no (1 - mu_hat) * log(1 - p) term: p above mu_hat costs little); it is finite for any
+    finite logit (log p through softplus). With mu_hat = 1 it is the focal loss (Table 5's "FL").
+    The QFL-style soft focal loss (BCE(p, mu_hat) * |mu_hat - p|^beta, :func:`focal_loss` with
+    soft targets) is the library's other ablation. Computed in float32."""
+    logits = logits.float()
+    mu_hat = mu_hat.float()
+    p = torch.sigmoid(logits)
+    pos = alpha * (mu_hat - p).abs().pow(beta) * mu_hat * F.softplus(-logits)
+    neg = (1.0 - alpha) * p.pow(beta) * F.softplus(logits)
+    return _reduce(torch.where(positive, pos, neg), reduction)
 
 
 def pairwise_aligned_iou(pred: Tensor, target: Tensor, eps: float = 1e-7):
@@ -72,12 +123,16 @@ def pairwise_aligned_iou(pred: Tensor, target: Tensor, eps: float = 1e-7):
 
 
 def iou_loss(pred: Tensor, target: Tensor, loss_type: str = "giou", reduction: str = "none"):
-    """IoU-family box loss on aligned boxes (.., 4): 'iou' = 1 - IoU (SAD), 'giou' = 1 - GIoU."""
+    """IoU-family box loss on aligned boxes (.., 4): 'giou' = 1 - GIoU, 'iou' = 1 - IoU,
+    'log_iou' = -ln(IoU) (UnitBox, Yu et al. 2016; SAD's box loss), IoU clamped at 1e-6 so a
+    box that misses its GT costs ln(1e6) ~ 13.8 instead of infinity."""
     iou, giou = pairwise_aligned_iou(pred.float(), target.float())
     if loss_type == "giou":
         loss = 1.0 - giou
     elif loss_type == "iou":
         loss = 1.0 - iou
+    elif loss_type == "log_iou":
+        loss = -torch.log(iou.clamp(min=1e-6))
     else:
         raise ValueError(f"unknown IoU loss type {loss_type!r}")
     return _reduce(loss, reduction)
@@ -91,3 +146,18 @@ def smooth_l1_loss(input: Tensor, target: Tensor, beta: float, reduction: str = 
     else:
         loss = torch.where(diff < beta, 0.5 * diff * diff / beta, diff - 0.5 * beta)
     return _reduce(loss, reduction)
+
+
+def centerness_targets(anchors: Tensor, gt_boxes: Tensor) -> Tensor:
+    """FCOS centerness (Tian et al. 2019, Eq. 3) of anchor centres w.r.t. their GT: (.., 4) -> (..).
+    Zero for centres outside the box."""
+    cx = (anchors[..., 0] + anchors[..., 2]) * 0.5
+    cy = (anchors[..., 1] + anchors[..., 3]) * 0.5
+    l, t = cx - gt_boxes[..., 0], cy - gt_boxes[..., 1]
+    r, b = gt_boxes[..., 2] - cx, gt_boxes[..., 3] - cy
+    lr = torch.stack([l, r], -1).clamp(min=0)
+    tb = torch.stack([t, b], -1).clamp(min=0)
+    ctr = (lr.min(-1).values / lr.max(-1).values.clamp(min=1e-6)) * (
+        tb.min(-1).values / tb.max(-1).values.clamp(min=1e-6)
+    )
+    return ctr.clamp(min=0).sqrt()

@@ -41,7 +41,9 @@ model.assigner = L(CleanlinessAssigner)(
 model.box_loss_type = "smooth_l1"
 model.smooth_l1_beta = 0.1
 model.box_loss_weight = 1.0
-model.box_loss_weighting = "assigner"
+model.cls_loss_weighting = "assigner"  # r weights the positives' classification loss (Eq. 5)
+model.box_loss_weighting = "assigner"  # and their box loss (Eq. 6)
+model.box_loss_normalizer = "positives"  # both / EMA(P): sum r = P (r has mean 1 over A_pos)
 model.score_mode = "cls"
 model.test_score_thresh = 0.05
 model.test_topk_candidates = 1000

@@ -1,7 +1,31 @@
-from .atss import ATSSAssigner
-from .base import AssignInputs, AssignResult, LabelAssigner, pad_gt_instances
-from .max_iou import MaxIoUAssigner
-from .dla import DLAAssigner, dla_alpha, dla_metric
+"""Label assigners (importing a rule's module registers its yacs builder)."""
 
-__all__ = [k for k in globals().keys() if not k.startswith("_")]
-from .cleanliness import CleanlinessAssigner  # noqa: E402,F401  (registers the "Cleanliness" builder)
+from .atss import ATSSAssigner
+from .base import (
+    AssignInputs,
+    AssignResult,
+    LabelAssigner,
+    StagedAssigner,
+    TargetSet,
+    pad_gt_instances,
+)
+from .cleanliness import CleanlinessAssigner
+from .dla import DLAAssigner, dla_alpha, dla_metric
+from .max_iou import MaxIoUAssigner
+from .sad import SADAssigner
+
+__all__ = [
+    "ATSSAssigner",
+    "AssignInputs",
+    "AssignResult",
+    "CleanlinessAssigner",
+    "DLAAssigner",
+    "LabelAssigner",
+    "MaxIoUAssigner",
+    "SADAssigner",
+    "StagedAssigner",
+    "TargetSet",
+    "dla_alpha",
+    "dla_metric",
+    "pad_gt_instances",
+]

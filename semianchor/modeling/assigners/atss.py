@@ -1,4 +1,5 @@
 """ATSS: Adaptive Training Sample Selection (Zhang et al., CVPR 2020, Algorithm 1)."""
+
 from ...layers import atss_candidate_stats
 from .base import AssignInputs, AssignResult, LabelAssigner
 
@@ -27,16 +28,22 @@ class ATSSAssigner(LabelAssigner):
     def extra_repr(self):
         return f"topk={self.topk}, center_eps={self.center_eps}"
 
-    def assign(self, inputs: AssignInputs) -> AssignResult:
-        matched, score, threshold, cand_idx = atss_candidate_stats(
+    def candidate_stats(self, inputs: AssignInputs, scores=None):
+        """The ATSS rule on ``inputs`` with the candidates' IoU, or with ``scores`` (a (N, M, C)
+        tensor or a callable, see ``atss_candidate_stats``; DLA's metric)."""
+        return atss_candidate_stats(
             inputs.anchors,
             inputs.num_anchors_per_level,
             inputs.gt_boxes,
             inputs.gt_counts,
             topk=self.topk,
-            anchors_per_location=inputs.anchors_per_location,
+            anchors_per_location=inputs.uniform_anchors_per_location(type(self).__name__),
+            scores=scores,
             center_eps=self.center_eps,
         )
+
+    def assign(self, inputs: AssignInputs) -> AssignResult:
+        matched, score, threshold, cand_idx = self.candidate_stats(inputs)
         return AssignResult.from_matches(
             matched,
             inputs.gt_classes,

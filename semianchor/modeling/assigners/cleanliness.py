@@ -42,7 +42,7 @@ from torch import Tensor
 
 from ...layers import box_area, iou_after_regression, pairwise_iou_giou
 from .base import AssignInputs, AssignResult, LabelAssigner
-from .build import register_assigner_builder
+from .build import from_node, register_assigner_builder
 
 __all__ = [
     "CleanlinessAssigner",
@@ -69,7 +69,8 @@ def topn_iou_assignment(
     """A_pos of Algorithm 1 (lines 2-6): per GT the ``topn`` anchors of highest IoU.
 
     Args:
-        anchors: (R, 4) XYXY; gt_boxes: (N, M, 4) padded; gt_counts: (N,).
+        anchors: (R, 4) XYXY shared by the images, or (N, R, 4) per image; gt_boxes: (N, M, 4)
+            padded; gt_counts: (N,).
         topn: N of the paper.
 
     Returns:
@@ -79,7 +80,7 @@ def topn_iou_assignment(
     Conflicts go to the highest IoU (ties: lowest GT index); ties at the N-th place of a GT's
     ranking to the lowest anchor indices; IoU 0 never makes a positive.
     """
-    N, R = gt_boxes.shape[0], anchors.shape[0]
+    N, R = gt_boxes.shape[0], anchors.shape[-2]
     matched = torch.full((N, R), -1, dtype=torch.int64, device=anchors.device)
     best_iou = torch.zeros((N, R), dtype=torch.float32, device=anchors.device)
     n_top = min(int(topn), R)
@@ -89,7 +90,8 @@ def topn_iou_assignment(
         m = int(gt_counts[i])
         if m == 0:
             continue
-        iou = _iou_matrix(gt_boxes[i, :m].float(), anchors.float())  # (M, R)
+        image_anchors = anchors[i] if anchors.dim() == 3 else anchors
+        iou = _iou_matrix(gt_boxes[i, :m].float(), image_anchors.float())  # (M, R)
         # value of the N-th best anchor per GT; everything strictly above it is in, and of the
         # anchors equal to it the lowest indices fill the remaining places (deterministic).
         kth = iou.topk(n_top, dim=1).values[:, -1:]  # (M, 1)
@@ -234,12 +236,7 @@ class CleanlinessAssigner(LabelAssigner):
 
 @register_assigner_builder("Cleanliness")
 def _cleanliness(cfg):
-    n = cfg.MODEL.SEMIANCHOR.NOISY
-    return CleanlinessAssigner(
-        topn=n.TOPN,
-        alpha=n.ALPHA,
-        gamma=n.GAMMA,
-        soft_labels=n.SOFT_LABELS,
-        reweight=n.REWEIGHT,
-        eps=n.EPS,
+    keys = ("topn", "alpha", "gamma", "soft_labels", "reweight", "eps")
+    return from_node(
+        CleanlinessAssigner, cfg.MODEL.SEMIANCHOR.NOISY, **{k: k.upper() for k in keys}
     )

@@ -17,16 +17,20 @@ Shape legend: N images, R anchors, M padded GTs, K classes, L levels, A anchors 
 C candidates per GT (sum over levels of min(topk * A, R_l)).
 """
 
+import logging
 import math
 
 import torch
 from torch import Tensor
 
-from ...layers import atss_candidate_stats, iou_after_regression
-from .base import AssignInputs, AssignResult, LabelAssigner
+from ...layers import iou_after_regression
+from .atss import ATSSAssigner
+from .base import AssignInputs, AssignResult
 from .build import register_assigner_builder
 
-__all__ = ["DLAAssigner", "dla_alpha", "dla_metric"]
+__all__ = ["DLAAlphaSchedule", "DLAAssigner", "dla_alpha", "dla_metric", "iters_per_epoch_of"]
+
+logger = logging.getLogger(__name__)
 
 
 def dla_alpha(epoch: float, total_epochs: float, alpha0: float = 0.9) -> float:
@@ -45,6 +49,69 @@ def dla_alpha(epoch: float, total_epochs: float, alpha0: float = 0.9) -> float:
     return (1.0 - alpha0) * math.exp(-epoch / math.sqrt(total_epochs)) + alpha0
 
 
+def iters_per_epoch_of(datasets: dict) -> float:
+    """Training images / total batch size of Detectron2 datasets ``{"names", "filter_empty",
+    "total_batch_size"}`` (the yacs path's source of Eq. 2's epochs)."""
+    from detectron2.data import get_detection_dataset_dicts
+
+    num = len(get_detection_dataset_dicts(datasets["names"], filter_empty=datasets["filter_empty"]))
+    ipe = num / datasets["total_batch_size"]
+    logger.info(
+        f"DLA alpha schedule: {num} training images / batch {datasets['total_batch_size']} = {ipe:.2f} iterations per epoch"
+    )
+    return ipe
+
+
+class DLAAlphaSchedule:
+    """Eq. 2's state and arithmetic, mixed into the DLA detector (which owns the training
+    iteration): the schedule is ``fixed_alpha``, or ``iters_per_epoch`` + ``max_iter`` (given, or
+    :meth:`set_training_schedule`), or derived on first use from ``schedule_from_datasets``
+    (the yacs path: :func:`iters_per_epoch_of`'s dict plus "max_iter")."""
+
+    def init_alpha_schedule(
+        self, alpha0, fixed_alpha, iters_per_epoch, max_iter, schedule_from_datasets
+    ):
+        for name, value in (("alpha0", alpha0), ("fixed_alpha", fixed_alpha)):
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {value}")
+        if (iters_per_epoch is None) != (max_iter is None):
+            raise ValueError("give both iters_per_epoch and max_iter, or neither")
+        self.alpha0 = float(alpha0)
+        self.fixed_alpha = None if fixed_alpha is None else float(fixed_alpha)
+        self.schedule_from_datasets = schedule_from_datasets
+        self.iters_per_epoch, self.max_iter = None, None
+        if iters_per_epoch is not None:
+            self.set_training_schedule(iters_per_epoch=iters_per_epoch, max_iter=max_iter)
+
+    def set_training_schedule(self, *, iters_per_epoch: float, max_iter: int) -> None:
+        """The training length: ``iters_per_epoch`` = training images / total batch size."""
+        if not (iters_per_epoch > 0 and math.isfinite(iters_per_epoch)):
+            raise ValueError(f"iters_per_epoch must be a finite number > 0, got {iters_per_epoch}")
+        if not max_iter > 0:
+            raise ValueError(f"max_iter must be > 0, got {max_iter}")
+        self.iters_per_epoch, self.max_iter = float(iters_per_epoch), int(max_iter)
+
+    def alpha_at(self, iteration: int) -> float:
+        """alpha at a training iteration (Eq. 2, or ``fixed_alpha``)."""
+        if self.fixed_alpha is not None:
+            return self.fixed_alpha
+        if self.iters_per_epoch is None and self.schedule_from_datasets:
+            src = self.schedule_from_datasets
+            self.set_training_schedule(
+                iters_per_epoch=iters_per_epoch_of(src), max_iter=src["max_iter"]
+            )
+        if self.iters_per_epoch is None:
+            raise RuntimeError(
+                "DLA's alpha schedule (Eq. 2) needs the training length: call "
+                "model.set_training_schedule(iters_per_epoch=len(train dataset) / total batch size, "
+                "max_iter=...) before training (tools/lazyconfig_train_net.py does), set "
+                "model.iters_per_epoch and model.max_iter in the config, or set fixed_alpha"
+            )
+        return dla_alpha(
+            iteration / self.iters_per_epoch, self.max_iter / self.iters_per_epoch, self.alpha0
+        )
+
+
 def dla_metric(s: Tensor, iou_prior: Tensor, iou_pred: Tensor, alpha: float) -> Tensor:
     """DLA Eq. 1 and 3, element-wise: ``m = (1 - alpha) * s + alpha * g`` with the geometric
     score ``g = (1 - s) * iou_prior + s * iou_pred``. All inputs in [0, 1] -> m in [0, 1]."""
@@ -52,7 +119,7 @@ def dla_metric(s: Tensor, iou_prior: Tensor, iou_pred: Tensor, alpha: float) -> 
     return (1.0 - alpha) * s + alpha * g
 
 
-class DLAAssigner(LabelAssigner):
+class DLAAssigner(ATSSAssigner):
     """Prediction-aware ATSS (DLA Sec. 3.2). Needs ``pred_scores``, ``pred_regression``,
     ``box_coder`` and ``extras["alpha"]`` (the detector's current alpha, Eq. 2).
 
@@ -79,13 +146,10 @@ class DLAAssigner(LabelAssigner):
     requires_predictions = True
 
     def __init__(self, *, topk: int = 10, gamma: float = 1.0, center_eps: float = 0.01):
-        if topk < 1:
-            raise ValueError(f"topk must be >= 1, got {topk}")
+        super().__init__(topk=topk, center_eps=center_eps)
         if gamma < 0:
             raise ValueError(f"gamma must be >= 0, got {gamma}")
-        self.topk = int(topk)
         self.gamma = float(gamma)
-        self.center_eps = float(center_eps)
 
     def extra_repr(self):
         return f"topk={self.topk}, gamma={self.gamma}, center_eps={self.center_eps}"
@@ -93,7 +157,7 @@ class DLAAssigner(LabelAssigner):
     def candidate_strides(self, inputs: AssignInputs) -> Tensor:
         """(C,) stride of each candidate slot: slots are level-ordered, min(topk*A, R_l) per
         level, identically for every GT (see ``atss_candidates``)."""
-        k = self.topk * inputs.anchors_per_location
+        k = self.topk * inputs.uniform_anchors_per_location("DLA")
         parts, start = [], 0
         for n in inputs.num_anchors_per_level:
             n = int(n)
@@ -123,7 +187,7 @@ class DLAAssigner(LabelAssigner):
         gt_cls = inputs.gt_classes[:, :, None].expand(N, M, C)
         s = inputs.pred_scores[n_idx, idx, gt_cls].float()  # (N, M, C)
         # IoU_pred through the kernel, one pseudo-image per (image, GT) row
-        anchors = inputs.anchors[idx].reshape(N * M, C, 4).float()
+        anchors = inputs.anchors_at(n_idx, idx).reshape(N * M, C, 4).float()
         regression = inputs.pred_regression[n_idx, idx].reshape(N * M, C, 4).float()
         row_valid = inputs.valid_gt_mask().reshape(N * M)
         matched = torch.where(
@@ -162,16 +226,7 @@ class DLAAssigner(LabelAssigner):
             cache["m"] = self.candidate_metric(inputs, alpha, cand_idx, cand_iou)
             return cache["m"]
 
-        matched, matched_m, threshold, cand_idx = atss_candidate_stats(
-            inputs.anchors,
-            inputs.num_anchors_per_level,
-            inputs.gt_boxes,
-            inputs.gt_counts,
-            topk=self.topk,
-            anchors_per_location=inputs.anchors_per_location,
-            scores=metric,
-            center_eps=self.center_eps,
-        )
+        matched, matched_m, threshold, cand_idx = self.candidate_stats(inputs, scores=metric)
         pos = matched >= 0
         matched_m = torch.where(pos, matched_m, torch.zeros_like(matched_m))
         weights = torch.where(pos, matched_m.pow(self.gamma), torch.zeros_like(matched_m))

@@ -1,4 +1,5 @@
 """The classic max-IoU rule (RetinaNet / SSD / RPN), behind the LabelAssigner interface."""
+
 from typing import Sequence
 
 import torch
@@ -27,22 +28,25 @@ class MaxIoUAssigner(LabelAssigner):
         labels: Sequence[int] = (0, -1, 1),
         allow_low_quality_matches: bool = True,
     ):
-        self.matcher = Matcher(list(thresholds), list(labels), allow_low_quality_matches=allow_low_quality_matches)
+        self.matcher = Matcher(
+            list(thresholds), list(labels), allow_low_quality_matches=allow_low_quality_matches
+        )
 
     def extra_repr(self):
         m = self.matcher
         return f"thresholds={m.thresholds[1:-1]}, labels={m.labels}, low_quality={m.allow_low_quality_matches}"
 
     def assign(self, inputs: AssignInputs) -> AssignResult:
-        anchors = Boxes(inputs.anchors)
-        N, R = inputs.num_images, inputs.anchors.shape[0]
+        N, R = inputs.num_images, inputs.num_anchors
         matched = torch.full((N, R), -1, dtype=torch.int64, device=inputs.anchors.device)
         ious = torch.zeros((N, R), dtype=torch.float32, device=inputs.anchors.device)
         for i in range(N):
             m = int(inputs.gt_counts[i])
             if m == 0:
                 continue
-            iou = pairwise_iou(Boxes(inputs.gt_boxes[i, :m]), anchors)  # (M, R)
+            iou = pairwise_iou(
+                Boxes(inputs.gt_boxes[i, :m]), Boxes(inputs.image_anchors(i))
+            )  # (M, R)
             idx, match_labels = self.matcher(iou)
             ious[i] = iou.max(dim=0).values
             matched[i] = torch.where(match_labels == 1, idx, torch.where(match_labels == 0, -1, -2))

@@ -1,4 +1,5 @@
 """ResNet-FPN backbone whose P6/P7 come from P5 (ATSS, FCOS) or C5 (RetinaNet), by config."""
+
 from detectron2.layers import ShapeSpec
 from detectron2.modeling.backbone import BACKBONE_REGISTRY, FPN, build_resnet_backbone
 from detectron2.modeling.backbone.fpn import LastLevelP6P7
@@ -17,7 +18,9 @@ def build_semianchor_resnet_fpn_backbone(cfg, input_shape: ShapeSpec):
     elif in_feature == "res5":
         top_in = bottom_up.output_shape()["res5"].channels
     else:
-        raise ValueError(f"MODEL.FPN.TOP_BLOCK_IN_FEATURE must be 'p5' or 'res5', got {in_feature!r}")
+        raise ValueError(
+            f"MODEL.FPN.TOP_BLOCK_IN_FEATURE must be 'p5' or 'res5', got {in_feature!r}"
+        )
     return FPN(
         bottom_up=bottom_up,
         in_features=cfg.MODEL.FPN.IN_FEATURES,

@@ -1,9 +1,14 @@
 """Dense prediction heads: classification and regression towers with optional branches.
 
-A head returns a dict of per-level lists; each entry ``name -> [(N, A*d, Hi, Wi)] * L`` with
-``d = head.output_dims[name]`` per anchor. The meta-architectures flatten them to (N, R, d).
+A head returns a dict of per-level lists ``name -> [(N, C, Hi, Wi)] * L`` and declares each
+output in ``head.outputs`` (:class:`HeadOutput`): its width d and whether it is predicted per
+anchor (C = A_l * d, A_l anchors per location on level l) or per location (C = d). The
+meta-architectures flatten, decode and post-process from that declaration: per-anchor outputs
+become (N, R, d), per-location outputs (N, R_loc, d).
 """
+
 import math
+from dataclasses import dataclass
 from typing import Dict, List, Optional
 
 import torch
@@ -12,7 +17,22 @@ from torch import nn
 from detectron2.config import configurable
 from detectron2.layers import ShapeSpec, get_norm
 
-__all__ = ["Scale", "DenseHead"]
+__all__ = ["HeadOutput", "Scale", "DenseHead", "conv_tower"]
+
+
+@dataclass(frozen=True)
+class HeadOutput:
+    """Declaration of one head output: ``dim`` values per anchor (``per="anchor"``) or per
+    location (``per="location"``, e.g. SAD's location classification)."""
+
+    dim: int
+    per: str = "anchor"
+
+    def __post_init__(self):
+        if self.per not in ("anchor", "location"):
+            raise ValueError(f"HeadOutput.per must be 'anchor' or 'location', got {self.per!r}")
+        if self.dim < 1:
+            raise ValueError(f"HeadOutput.dim must be >= 1, got {self.dim}")
 
 
 class Scale(nn.Module):
@@ -26,7 +46,8 @@ class Scale(nn.Module):
         return x * self.scale
 
 
-def _tower(in_channels: int, conv_dims: List[int], norm: str) -> nn.Sequential:
+def conv_tower(in_channels: int, conv_dims: List[int], norm: str) -> nn.Sequential:
+    """3x3 conv (+ norm) + ReLU per entry of ``conv_dims``."""
     layers = []
     for out_channels in conv_dims:
         layers.append(nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=not norm))
@@ -42,7 +63,7 @@ class DenseHead(nn.Module):
     """RetinaNet-style head with the ATSS "improvements" as options.
 
     Outputs (per level, A anchors per location):
-        cls: (N, A*K, H, W) class logits.
+        cls: (N, A*K, H, W) class logits, or (N, K, H, W) with ``cls_per_location`` (SAD).
         reg: (N, A*4, H, W) box regression (deltas, or ltrb distances through ReLU).
         quality: (N, A, H, W) optional quality logit from the regression tower (centerness).
     """
@@ -60,21 +81,28 @@ class DenseHead(nn.Module):
         quality: Optional[str] = "centerness",
         scale_per_level: bool = True,
         regression_activation: str = "none",
+        cls_per_location: bool = False,
     ):
         super().__init__()
         if len({s.channels for s in input_shape}) != 1:
-            raise ValueError(f"all head input levels must have the same channels, got {input_shape}")
+            raise ValueError(
+                f"all head input levels must have the same channels, got {input_shape}"
+            )
         if regression_activation not in ("none", "relu"):
-            raise ValueError(f"regression_activation must be 'none' or 'relu', got {regression_activation!r}")
+            raise ValueError(
+                f"regression_activation must be 'none' or 'relu', got {regression_activation!r}"
+            )
         in_channels = input_shape[0].channels
         self.num_classes = num_classes
         self.num_anchors = num_anchors
         self.quality = quality or None
         self.regression_activation = regression_activation
-        self.cls_subnet = _tower(in_channels, conv_dims, norm)
-        self.bbox_subnet = _tower(in_channels, conv_dims, norm)
+        self.cls_subnet = conv_tower(in_channels, conv_dims, norm)
+        self.bbox_subnet = conv_tower(in_channels, conv_dims, norm)
         tower_out = conv_dims[-1] if conv_dims else in_channels
-        self.cls_score = nn.Conv2d(tower_out, num_anchors * num_classes, 3, padding=1)
+        self.cls_per_location = bool(cls_per_location)
+        cls_channels = num_classes if cls_per_location else num_anchors * num_classes
+        self.cls_score = nn.Conv2d(tower_out, cls_channels, 3, padding=1)
         self.bbox_pred = nn.Conv2d(tower_out, num_anchors * 4, 3, padding=1)
         if self.quality is not None:
             self.quality_pred = nn.Conv2d(tower_out, num_anchors, 3, padding=1)
@@ -109,13 +137,22 @@ class DenseHead(nn.Module):
         }
 
     @property
-    def output_dims(self) -> Dict[str, int]:
-        dims = {"cls": self.num_classes, "reg": 4}
+    def outputs(self) -> Dict[str, HeadOutput]:
+        """What :meth:`forward` returns, per output name (all per anchor here)."""
+        cls_per = "location" if self.cls_per_location else "anchor"
+        out = {"cls": HeadOutput(self.num_classes, cls_per), "reg": HeadOutput(4)}
         if self.quality is not None:
-            dims["quality"] = 1
-        return dims
+            out["quality"] = HeadOutput(1)
+        return out
 
-    def level_outputs(self, level: int, cls_feat: torch.Tensor, reg_feat: torch.Tensor) -> Dict[str, torch.Tensor]:
+    @property
+    def output_dims(self) -> Dict[str, int]:
+        """Width of each output (``outputs`` without the per-anchor/per-location flag)."""
+        return {k: v.dim for k, v in self.outputs.items()}
+
+    def level_outputs(
+        self, level: int, cls_feat: torch.Tensor, reg_feat: torch.Tensor
+    ) -> Dict[str, torch.Tensor]:
         """The outputs of one level from its tower features; subclasses add branches here."""
         reg = self.bbox_pred(reg_feat)
         if self.scales is not None:
@@ -128,9 +165,11 @@ class DenseHead(nn.Module):
         return out
 
     def forward(self, features: List[torch.Tensor]) -> Dict[str, List[torch.Tensor]]:
-        out: Dict[str, List[torch.Tensor]] = {k: [] for k in self.output_dims}
+        out: Dict[str, List[torch.Tensor]] = {k: [] for k in self.outputs}
         for level, feature in enumerate(features):
-            level_out = self.level_outputs(level, self.cls_subnet(feature), self.bbox_subnet(feature))
+            level_out = self.level_outputs(
+                level, self.cls_subnet(feature), self.bbox_subnet(feature)
+            )
             for k, v in level_out.items():
                 out[k].append(v)
         return out

@@ -9,7 +9,7 @@ from torch import nn
 from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
 
-from .dense_head import DenseHead
+from .dense_head import DenseHead, HeadOutput
 
 __all__ = ["DLAHead"]
 
@@ -35,40 +35,28 @@ class DLAHead(DenseHead):
     def __init__(
         self,
         *,
-        input_shape: List[ShapeSpec],
-        num_classes: int,
-        num_anchors: int,
-        conv_dims: List[int],
-        norm: str = "GN",
-        prior_prob: float = 0.01,
-        quality: Optional[str] = None,
-        scale_per_level: bool = True,
-        regression_activation: str = "relu",
         metric_channels: Optional[int] = None,
+        quality: Optional[str] = None,
+        regression_activation: str = "relu",
+        **kwargs,
     ):
         """
         Args:
             metric_channels: width after the 1x1 reduction; None -> the tower width C.
-            Others: as :class:`DenseHead`.
+            quality, regression_activation: as :class:`DenseHead`, with DLA's defaults (no
+                centerness branch; ltrb distances through a ReLU).
+            kwargs: the other :class:`DenseHead` arguments.
         """
-        super().__init__(
-            input_shape=input_shape,
-            num_classes=num_classes,
-            num_anchors=num_anchors,
-            conv_dims=conv_dims,
-            norm=norm,
-            prior_prob=prior_prob,
-            quality=quality,
-            scale_per_level=scale_per_level,
-            regression_activation=regression_activation,
-        )
-        tower_out = conv_dims[-1] if conv_dims else input_shape[0].channels
+        super().__init__(quality=quality, regression_activation=regression_activation, **kwargs)
+        conv_dims = kwargs["conv_dims"]
+        tower_out = conv_dims[-1] if conv_dims else kwargs["input_shape"][0].channels
         metric_channels = int(metric_channels or tower_out)
         self.metric_reduce = nn.Conv2d(2 * tower_out, metric_channels, 1)
-        self.metric_pred = nn.Conv2d(metric_channels, num_anchors, 3, padding=1)
+        self.metric_pred = nn.Conv2d(metric_channels, self.num_anchors, 3, padding=1)
         for conv in (self.metric_reduce, self.metric_pred):
             nn.init.normal_(conv.weight, std=0.01)
             nn.init.constant_(conv.bias, 0)
+        prior_prob = kwargs.get("prior_prob", 0.01)
         nn.init.constant_(self.metric_pred.bias, -math.log((1 - prior_prob) / prior_prob))
 
     @classmethod
@@ -78,12 +66,14 @@ class DLAHead(DenseHead):
         return ret
 
     @property
-    def output_dims(self) -> Dict[str, int]:
-        dims = super().output_dims
-        dims["metric"] = 1
-        return dims
+    def outputs(self) -> Dict[str, HeadOutput]:
+        out = super().outputs
+        out["metric"] = HeadOutput(1)
+        return out
 
-    def level_outputs(self, level: int, cls_feat: torch.Tensor, reg_feat: torch.Tensor) -> Dict[str, torch.Tensor]:
+    def level_outputs(
+        self, level: int, cls_feat: torch.Tensor, reg_feat: torch.Tensor
+    ) -> Dict[str, torch.Tensor]:
         out = super().level_outputs(level, cls_feat, reg_feat)
         joint = torch.relu(self.metric_reduce(torch.cat([cls_feat, reg_feat], dim=1)))
         out["metric"] = self.metric_pred(joint)

@@ -1,6 +1,9 @@
+"""Registered META_ARCHs: one thin file per method on :class:`AssignmentDetector`."""
+
 from .atss import ATSS
 from .base import AssignmentDetector
-from .dla import DLA  # noqa: F401
+from .dla import DLA
+from .noisy_anchor import NoisyAnchorRetinaNet
+from .sad import SemiAnchoredDetector
 
-__all__ = ["AssignmentDetector", "ATSS"]
-from .noisy_anchor import NoisyAnchorRetinaNet  # noqa: E402,F401
+__all__ = ["AssignmentDetector", "ATSS", "DLA", "NoisyAnchorRetinaNet", "SemiAnchoredDetector"]

@@ -7,6 +7,7 @@ a centerness branch on the regression tower (BCE; multiplied into the score at t
 sqrt(p_cls * p_ctr)), GIoU loss weighted by the centerness target (ATSS's official code, box
 loss weight 2), focal loss, P6/P7 from P5. Which variant is the config's choice of box coder.
 """
+
 from detectron2.modeling import META_ARCH_REGISTRY
 
 from .base import AssignmentDetector

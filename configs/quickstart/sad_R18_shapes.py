@@ -1,0 +1,41 @@
+"""Semi-Anchored Detector R-18-FPN (64 channels) on the embedded shapes dataset.
+
+``configs/COCO-Detection/sad_R_50_FPN_1x.py`` shrunk by ``configs/common/quickstart.py`` (256 px,
+batch 8, 300 iterations, from scratch), anchors halved as the RetinaNet/ATSS quickstarts (base
+size 2 x stride: shapes are 5-230 px in 256 px images), still 5 scales x 5 ratios.
+"""
+
+from detectron2.config import LazyConfig
+
+from ..common.quickstart import (
+    bottom_up,
+    fpn_channels,
+    head_conv_dims,
+    head_input_shape,
+    lr,
+    num_classes,
+    pixel_std,
+    shapes_dataloader,
+    train_overrides,
+)
+from ..common.quickstart import lr_multiplier as quickstart_lr_multiplier
+
+model, dataloader, optimizer, lr_multiplier, train = LazyConfig.load_rel(
+    "../COCO-Detection/sad_R_50_FPN_1x.py",
+    ("model", "dataloader", "optimizer", "lr_multiplier", "train"),
+)
+
+model.backbone.bottom_up = bottom_up
+model.backbone.out_channels = fpn_channels  # P6/P7 from P5 follow it
+model.head.input_shape = head_input_shape
+model.head.conv_dims = head_conv_dims
+model.num_classes = num_classes
+model.pixel_std = pixel_std
+model.anchor_generator.sizes = [
+    [2 * s * 2 ** (i / 5) for i in range(5)] for s in (8, 16, 32, 64, 128)
+]
+dataloader = shapes_dataloader
+optimizer.lr = lr
+lr_multiplier = quickstart_lr_multiplier
+train.update(train_overrides)
+train.output_dir = "./output/quickstart_sad"
