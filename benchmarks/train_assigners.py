@@ -11,6 +11,7 @@ and the table ``benchmarks/ASSIGNERS.md`` is rebuilt from every recorded result.
         --json-train /data/bccd/annotations/train.json --json-val /data/bccd/annotations/val.json \
         --image-root /data/bccd/images --num-classes 3 --methods retinanet,atss
 """
+
 import argparse
 import json
 import os
@@ -33,7 +34,14 @@ METHODS = {
         "../../projects/DLA/configs/dla_anchor_based_R18_shapes.py",
         "../../projects/DLA/configs/dla_anchor_based_R18_coco_json.py",
     ),
-    "noisy_anchor_retinanet": ("noisy_anchor_retinanet_R18_shapes.py", "noisy_anchor_retinanet_R18_coco_json.py"),
+    "noisy_anchor_retinanet": (
+        "noisy_anchor_retinanet_R18_shapes.py",
+        "noisy_anchor_retinanet_R18_coco_json.py",
+    ),
+    "sad": ("sad_R18_shapes.py", "sad_R18_coco_json.py"),
+    # SAD's Table 2 analogue: A = 2 with and without the anchor-classification head (COCO json only)
+    "sad_A2": (None, "../../projects/SAD/configs/sad_A2_R18_coco_json.py"),
+    "sad_A2_noac": (None, "../../projects/SAD/configs/sad_A2_noac_R18_coco_json.py"),
 }
 METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 
@@ -64,9 +72,20 @@ def final_metrics(output_dir):
 
 def run_one(args, method):
     shapes_cfg, json_cfg = METHODS[method]
-    config = os.path.join("configs", "quickstart", shapes_cfg if args.dataset == "shapes" else json_cfg)
+    if (shapes_cfg if args.dataset == "shapes" else json_cfg) is None:
+        raise ValueError(f"{method} has no {args.dataset} config")
+    config = os.path.join(
+        "configs", "quickstart", shapes_cfg if args.dataset == "shapes" else json_cfg
+    )
     output_dir = os.path.join("output", "bench", args.name, method)
-    cmd = [sys.executable, "tools/lazyconfig_train_net.py", "--config-file", config, "--num-gpus", "1"]
+    cmd = [
+        sys.executable,
+        "tools/lazyconfig_train_net.py",
+        "--config-file",
+        config,
+        "--num-gpus",
+        "1",
+    ]
     overrides = [f"train.output_dir={output_dir}", f"train.seed={args.seed}"]
     if args.max_iter:
         overrides.append(f"train.max_iter={args.max_iter}")
@@ -87,7 +106,9 @@ def run_one(args, method):
         proc = subprocess.run(cmd + overrides, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
     wall = time.time() - start
     if proc.returncode != 0:
-        raise RuntimeError(f"{method} failed (exit {proc.returncode}); see {output_dir}/bench_log.txt")
+        raise RuntimeError(
+            f"{method} failed (exit {proc.returncode}); see {output_dir}/bench_log.txt"
+        )
     metrics, _ = final_metrics(os.path.join(REPO, output_dir))
     with open(os.path.join(REPO, output_dir, "config.yaml")) as f:  # the schedule really run
         iteration = int(re.search(r"^  max_iter: (\d+)", f.read(), re.M).group(1))
@@ -141,14 +162,20 @@ def write_table():
     for r in rows:
         m = r["metrics"]
         vals = " | ".join(f"{m[k]:.2f}" if k in m and m[k] == m[k] else "-" for k in METRICS)
-        lines.append(f"| {r['dataset']} | {r['method']} | {r['iterations']} | {vals} | {r['wall_seconds']:.0f} |")
-    lines += ["", "Commands:", ""] + [f"- {r['dataset']}/{r['method']}: `{r['command']}`" for r in rows]
+        lines.append(
+            f"| {r['dataset']} | {r['method']} | {r['iterations']} | {vals} | {r['wall_seconds']:.0f} |"
+        )
+    lines += ["", "Commands:", ""] + [
+        f"- {r['dataset']}/{r['method']}: `{r['command']}`" for r in rows
+    ]
     with open(os.path.join(REPO, "benchmarks", "ASSIGNERS.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--dataset", choices=("shapes", "coco_json"), default="shapes")
     p.add_argument("--name", default=None, help="results folder name (default: the dataset)")
     p.add_argument("--methods", default=",".join(METHODS))
@@ -167,8 +194,12 @@ def main():
         unknown = sorted(set(methods) - set(METHODS))
         if unknown:
             p.error(f"unknown methods {unknown}; known: {sorted(METHODS)}")
-        if args.dataset == "coco_json" and not (args.json_train and args.json_val and args.image_root and args.num_classes):
-            p.error("--dataset coco_json needs --json-train, --json-val, --image-root and --num-classes")
+        if args.dataset == "coco_json" and not (
+            args.json_train and args.json_val and args.image_root and args.num_classes
+        ):
+            p.error(
+                "--dataset coco_json needs --json-train, --json-val, --image-root and --num-classes"
+            )
         for method in methods:
             run_one(args, method)
             write_table()

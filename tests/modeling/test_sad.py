@@ -369,3 +369,21 @@ def test_default_predictor_serves_the_quickstart_checkpoint(tmp_path):
     assert len(served) == len(direct) > 0
     assert torch.allclose(served.pred_boxes.tensor, direct.pred_boxes.tensor, atol=1e-3)
     assert torch.allclose(served.scores, direct.scores, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted(p for p in os.listdir(os.path.join(REPO, "projects/SAD/configs")) if p.endswith(".py")),
+)
+def test_ablation_configs_build(path):
+    """Every ablation config of projects/SAD/configs loads and builds (shrunk to R-18)."""
+    cfg = LazyConfig.load(os.path.join(REPO, "projects/SAD/configs", path))
+    model = instantiate(shrink_lazy_model(cfg.model) if "R_50" in path else cfg.model)
+    assert isinstance(model, SemiAnchoredDetector)
+    cells = model.anchor_generator.num_cell_anchors
+    assert model.head.num_anchors == cells[0] and len(set(cells)) == 1
+    if "table1" in path:
+        s, a = (int(v) for v in path.split("_")[2].split("x"))
+        assert cells[0] == s * a
+    if "noac" in path:
+        assert "ac" not in model.head_outputs
