@@ -90,6 +90,13 @@ def add_semianchor_config(cfg: CN) -> CN:
     _C.SAD.INFERENCE_TOPK = 2
     _C.SAD.INFERENCE_TAU = 0.1
 
+    # ---- PADet (encoder-decoder backbone; the rest of its yacs twin is still to come) --------
+    _C.PADET = CN()
+    _C.PADET.ENCODER = "vgg16"  # or "resnet" (MODEL.RESNETS.DEPTH)
+    _C.PADET.ENCODER_WIDTH = 1.0
+    _C.PADET.NUM_EXTRA = 3  # extra encoder blocks: 3 for VGG-16 at 384, 4 at 512, 2 for ResNet
+    _C.PADET.DECODER_CHANNELS = 256
+
     # ---- proposal generators (NoisyAnchorRPN) ---------------------------------------------
     _C.RPN = CN()
     _C.RPN.ASSIGNER_NAME = "Cleanliness"  # a name of ASSIGNER_BUILDERS

@@ -1,13 +1,70 @@
-"""Anchor generation: Detectron2's ``DefaultAnchorGenerator`` plus per-anchor strides."""
+"""Anchor generation: Detectron2's ``DefaultAnchorGenerator``, SSD priors with a different count
+per level (:class:`SSDAnchorGenerator`, PADet), and per-anchor strides."""
 
-from typing import List
+import math
+from typing import List, Sequence
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from detectron2.modeling.anchor_generator import DefaultAnchorGenerator, build_anchor_generator
+from detectron2.modeling.anchor_generator import (
+    BufferList,
+    DefaultAnchorGenerator,
+    build_anchor_generator,
+)
 
-__all__ = ["anchor_strides", "build_semianchor_anchor_generator"]
+__all__ = ["SSDAnchorGenerator", "anchor_strides", "build_semianchor_anchor_generator", "ssd_sizes"]
+
+
+def ssd_sizes(input_size: int, fractions: Sequence[float], last_max: float = 1.05):
+    """SSD300-COCO style min/max box sizes scaled to ``input_size`` (SAD_PADET.md P3, INFERRED):
+    min_k = input * fraction_k, max_k = min_{k+1}, the last max = ``last_max`` * input."""
+    mins = [input_size * f for f in fractions]
+    maxs = mins[1:] + [input_size * last_max]
+    return mins, maxs
+
+
+class SSDAnchorGenerator(DefaultAnchorGenerator):
+    """SSD priors (Liu et al. 2016): per level one scale ``min_size`` with ``aspect_ratios`` plus
+    the extra square of side sqrt(min_size * max_size) right after ratio 1, so A_l =
+    len(ratios_l) + 1 may differ by level (PADet: ratios (1, 2, 3, 1/2, 1/3) -> 6 on D1-D4,
+    (1, 2, 1/2) -> 4 on D5-D6). Centres at (i + offset) * stride, Detectron2's order (location
+    major, the A_l cell anchors contiguous), so it is a drop-in ``DefaultAnchorGenerator``."""
+
+    def __init__(
+        self,
+        *,
+        min_sizes: Sequence[float],
+        max_sizes: Sequence[float],
+        aspect_ratios: Sequence[Sequence[float]],
+        strides: Sequence[int],
+        offset: float = 0.5,
+    ):
+        nn.Module.__init__(self)
+        L = len(strides)
+        if not (len(min_sizes) == len(max_sizes) == len(aspect_ratios) == L):
+            raise ValueError(
+                f"SSDAnchorGenerator needs one min/max size and ratio list per level ({L} strides), "
+                f"got {len(min_sizes)}, {len(max_sizes)}, {len(aspect_ratios)}"
+            )
+        if not 0.0 <= offset < 1.0:
+            raise ValueError(f"offset must be in [0, 1), got {offset}")
+        self.strides = list(strides)
+        self.num_features = L
+        self.offset = float(offset)
+        cells = []
+        for lo, hi, ratios in zip(min_sizes, max_sizes, aspect_ratios):
+            if not 0 < lo <= hi:
+                raise ValueError(f"need 0 < min_size <= max_size, got {lo}, {hi}")
+            boxes = []
+            for r in ratios:
+                w, h = lo * math.sqrt(r), lo / math.sqrt(r)
+                boxes.append([-w / 2, -h / 2, w / 2, h / 2])
+                if r == 1.0:  # SSD's extra square prior
+                    s = math.sqrt(lo * hi)
+                    boxes.append([-s / 2, -s / 2, s / 2, s / 2])
+            cells.append(torch.tensor(boxes, dtype=torch.float32))
+        self.cell_anchors = BufferList(cells)
 
 
 def build_semianchor_anchor_generator(cfg, input_shape):

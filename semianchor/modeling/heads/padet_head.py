@@ -1,0 +1,186 @@
+"""PADet's head (Tang et al. 2019, Sec. 3; SAD_PADET.md 2.1, P4, P5): per decoded level, the anchor
+promotion module (APM: a positive logit and 4 coarse deltas per anchor) and the detection head
+(CBR3-256, the feature alignment module, then sibling softmax-classification and regression
+convs). Levels differ in A_l (6 and 4), so every predictor is per level (SSD-style, unshared).
+
+Feature alignment (FAM): a 3x3 deformable conv (``torchvision.ops.deform_conv2d``; torchvision's
+offset layout: per tap k = 3i + j, channel 2k = dy, 2k + 1 = dx, in feature pixels) whose offsets
+come from the APM regression of the location's A anchors (detached by default, P5):
+X_l = the (dx, dy) deltas (2A channels), X_s = the (dw, dh) deltas (2A channels), and (Table 1)
+
+    none          plain 3x3 conv (no alignment)
+    implicit      offsets = conv3x3(features) (standard DCN)
+    location      offsets = F(X_l) broadcast to the 9 taps (c, 2 channels)
+    shape         offsets = G(X_s) (18 channels)
+    concat        offsets = H([X_l; X_s]) (18 channels)
+    disentangled  offsets = F(X_l) broadcast + G(X_s) (the paper's (c), default)
+
+F, G, H are 1x1 convs, zero-initialised so every FAM starts as the plain conv (INFERRED, P4).
+FAM is applied on the first ``fam_levels`` levels only ("not to the last 2 layers").
+"""
+
+import math
+from typing import Dict, List, Sequence
+
+import torch
+from torch import nn
+from torchvision.ops import deform_conv2d
+
+from .dense_head import HeadOutput
+
+__all__ = ["FeatureAlignment", "PADetHead", "FAM_MODES"]
+
+FAM_MODES = ("none", "implicit", "location", "shape", "concat", "disentangled")
+
+
+def _conv(in_channels, out_channels, kernel_size, std=0.01, bias=0.0):
+    conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
+    nn.init.normal_(conv.weight, std=std)
+    nn.init.constant_(conv.bias, bias)
+    return conv
+
+
+def _zero_conv(in_channels, out_channels):
+    conv = nn.Conv2d(in_channels, out_channels, 1)
+    nn.init.zeros_(conv.weight)
+    nn.init.zeros_(conv.bias)
+    return conv
+
+
+class FeatureAlignment(nn.Module):
+    """The FAM of one level: a 3x3 (deformable) conv ``channels -> channels`` + ReLU whose offsets
+    follow ``mode`` (module docstring). ``forward(x, apm_reg)``: x (N, C, H, W), apm_reg
+    (N, 4A, H, W) deltas (dx, dy, dw, dh per anchor)."""
+
+    def __init__(
+        self, channels: int, num_anchors: int, mode: str = "disentangled", grad_mul: float = 0.0
+    ):
+        super().__init__()
+        if mode not in FAM_MODES:
+            raise ValueError(f"FAM mode must be one of {FAM_MODES}, got {mode!r}")
+        if not 0.0 <= grad_mul <= 1.0:
+            raise ValueError(f"FAM grad_mul must be in [0, 1], got {grad_mul}")
+        self.mode, self.grad_mul, self.num_anchors = mode, float(grad_mul), num_anchors
+        self.weight = nn.Parameter(torch.empty(channels, channels, 3, 3))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        nn.init.kaiming_normal_(self.weight, mode="fan_out", nonlinearity="relu")
+        A = num_anchors
+        if mode == "implicit":
+            self.offset_conv = _zero_conv(channels, 18)
+        if mode in ("location", "disentangled"):
+            self.f_loc = _zero_conv(2 * A, 2)
+        if mode in ("shape", "disentangled"):
+            self.g_shape = _zero_conv(2 * A, 18)
+        if mode == "concat":
+            self.h_both = _zero_conv(4 * A, 18)
+
+    def offsets(self, x: torch.Tensor, apm_reg: torch.Tensor) -> torch.Tensor:
+        """(N, 18, H, W) offsets, (dy, dx) per tap; zeros for ``mode="none"``."""
+        N, _, H, W = x.shape
+        if self.mode == "none":
+            return x.new_zeros((N, 18, H, W))
+        if self.mode == "implicit":
+            return self.offset_conv(x)
+        # gradient into the APM: 0 (detach, Guided Anchoring), 0.1 (RepPoints) or 1 (TDRN)
+        reg = apm_reg * self.grad_mul + apm_reg.detach() * (1.0 - self.grad_mul)
+        reg = reg.view(N, self.num_anchors, 4, H, W)
+        x_l = reg[:, :, :2].reshape(N, 2 * self.num_anchors, H, W)
+        x_s = reg[:, :, 2:].reshape(N, 2 * self.num_anchors, H, W)
+        if self.mode == "concat":
+            return self.h_both(torch.cat([x_l, x_s], dim=1))
+        out = 0
+        if self.mode in ("location", "disentangled"):
+            out = out + self.f_loc(x_l).repeat(1, 9, 1, 1)  # c: the same (dy, dx) for all 9 taps
+        if self.mode in ("shape", "disentangled"):
+            out = out + self.g_shape(x_s)
+        return out
+
+    def forward(self, x: torch.Tensor, apm_reg: torch.Tensor) -> torch.Tensor:
+        if self.mode == "none":
+            y = nn.functional.conv2d(x, self.weight, self.bias, padding=1)
+        else:
+            offset = self.offsets(x, apm_reg)
+            # torchvision's CPU deform_conv2d has no bf16/fp16 kernel: run it in fp32 (autocast off)
+            with torch.autocast(x.device.type, enabled=False):
+                dtype = torch.promote_types(x.dtype, torch.float32)
+                y = deform_conv2d(
+                    x.to(dtype),
+                    offset.to(dtype),
+                    self.weight.to(dtype),
+                    self.bias.to(dtype),
+                    padding=(1, 1),
+                )
+        return torch.relu(y)
+
+
+class PADetHead(nn.Module):
+    """APM + detection head per level (module docstring).
+
+    Outputs per level (A_l anchors per location): ``apm_cls`` (N, A_l, H, W) positive logits,
+    ``apm_reg`` (N, 4A_l, H, W) deltas w.r.t. the initial anchors, ``cls`` (N, A_l (K + 1), H, W)
+    softmax logits (background last), ``reg`` (N, 4A_l, H, W) deltas w.r.t. the promoted anchors.
+
+    Args:
+        input_shape: the decoded levels' ShapeSpecs (equal channels C).
+        num_classes: K. num_anchors: A_l per level.
+        fam_mode: one of ``FAM_MODES``; fam_levels: how many of the first levels get a FAM (the
+            others a plain 3x3 conv); fam_grad_mul: gradient scale from the FAM into the APM.
+        prior_prob: initial positive probability of the APM logits (SSD/RefineDet: none; we use
+            the focal prior only for the APM's sigmoid so training starts stable).
+    """
+
+    def __init__(
+        self,
+        *,
+        input_shape,
+        num_classes: int,
+        num_anchors: Sequence[int],
+        fam_mode: str = "disentangled",
+        fam_levels: int = 4,
+        fam_grad_mul: float = 0.0,
+        prior_prob: float = 0.01,
+    ):
+        super().__init__()
+        if len({s.channels for s in input_shape}) != 1:
+            raise ValueError(
+                f"all head input levels must have the same channels, got {input_shape}"
+            )
+        if len(num_anchors) != len(input_shape):
+            raise ValueError(
+                f"num_anchors {list(num_anchors)} must have one entry per level ({len(input_shape)})"
+            )
+        C = input_shape[0].channels
+        self.num_classes, self.num_anchors = num_classes, list(num_anchors)
+        bias = -math.log((1 - prior_prob) / prior_prob)
+        self.apm_cls = nn.ModuleList(_conv(C, a, 3, bias=bias) for a in num_anchors)
+        self.apm_reg = nn.ModuleList(_conv(C, 4 * a, 3) for a in num_anchors)
+        self.det_conv = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(C, C, 3, padding=1, bias=False), nn.BatchNorm2d(C), nn.ReLU())
+            for _ in num_anchors
+        )
+        self.fam = nn.ModuleList(
+            FeatureAlignment(C, a, fam_mode if level < fam_levels else "none", fam_grad_mul)
+            for level, a in enumerate(num_anchors)
+        )
+        self.cls_pred = nn.ModuleList(_conv(C, a * (num_classes + 1), 3) for a in num_anchors)
+        self.reg_pred = nn.ModuleList(_conv(C, 4 * a, 3) for a in num_anchors)
+
+    @property
+    def outputs(self) -> Dict[str, HeadOutput]:
+        return {
+            "cls": HeadOutput(self.num_classes + 1),
+            "reg": HeadOutput(4),
+            "apm_cls": HeadOutput(1),
+            "apm_reg": HeadOutput(4),
+        }
+
+    def forward(self, features: List[torch.Tensor]) -> Dict[str, List[torch.Tensor]]:
+        out = {k: [] for k in self.outputs}
+        for level, x in enumerate(features):
+            apm_reg = self.apm_reg[level](x)
+            aligned = self.fam[level](self.det_conv[level](x), apm_reg)
+            out["apm_cls"].append(self.apm_cls[level](x))
+            out["apm_reg"].append(apm_reg)
+            out["cls"].append(self.cls_pred[level](aligned))
+            out["reg"].append(self.reg_pred[level](aligned))
+        return out

@@ -1,0 +1,196 @@
+"""PADet (Tang et al., "PosNeg-Balanced Anchors with Aligned Features for Single-Shot Object
+Detection", 2019): anchor promotion (APM) + feature alignment (FAM) on an encoder-decoder.
+
+Training (SAD_PADET.md 2.2-2.3): two matchings per step (a :class:`StagedAssigner`: "initial" on
+the SSD anchors for the APM, "promoted" on the APM-refined anchors for the detection module with
+the theta rule), then L = (BCE_apm + smooth-L1_apm) / N_apm + (CE_det + smooth-L1_det) / N_det:
+    loss_padet_apm_cls: sigmoid BCE of the APM positive logit (P7), positives + hard negatives;
+    loss_padet_apm_box: smooth-L1 (beta 1, P10) of the APM deltas toward the initial positives' GTs;
+    loss_padet_cls: softmax (K + 1) cross-entropy, positives + hard negatives of the promoted
+        anchors (the base's ``classification_loss="softmax_ce"``, mined here);
+    loss_padet_box: smooth-L1 of the detection deltas w.r.t. the promoted anchors (the base's).
+Hard-negative mining (P6): per image the ``neg_pos_ratio`` x P negatives of highest loss (3, the
+DSSD/RefineDet default, applied after the theta rule); 0 keeps every non-ignored negative.
+N_apm / N_det are EMAs of the positive counts (momentum ``loss_normalizer_momentum``).
+Inference (2.4): promoted anchors; an anchor whose APM score is below theta is discarded; score =
+detection softmax probability (P8) gated at ``test_score_thresh`` (0.01); per-class soft-NMS
+(linear, N_t 0.3; the ``soft_nms`` op); ``max_detections_per_image`` (300).
+"""
+
+from typing import Dict, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from detectron2.config import configurable
+from detectron2.modeling import META_ARCH_REGISTRY
+from detectron2.structures import Boxes
+from detectron2.utils.events import get_event_storage
+
+from ..losses import smooth_l1_loss
+from .base import AssignmentDetector
+
+__all__ = ["PADet", "hard_negative_mask"]
+
+
+def hard_negative_mask(loss: Tensor, positive: Tensor, negative: Tensor, ratio: float) -> Tensor:
+    """(N, R) mask of the elements a loss is summed over: every positive and, per image, the
+    ``ratio`` x (its positives, at least 1) negatives of highest ``loss`` (ties: lowest index);
+    ``ratio`` <= 0 keeps every negative."""
+    if ratio <= 0:
+        return positive | negative
+    key = torch.where(negative, loss.detach(), torch.full_like(loss, -1.0))
+    order = key.argsort(dim=1, descending=True, stable=True)
+    rank = torch.empty_like(order).scatter_(
+        1, order, torch.arange(order.shape[1], device=order.device).expand_as(order)
+    )
+    quota = (positive.sum(dim=1, keepdim=True).clamp(min=1) * ratio).long()
+    return positive | (negative & (rank < quota))
+
+
+@META_ARCH_REGISTRY.register()
+class PADet(AssignmentDetector):
+    """:class:`AssignmentDetector` with the APM losses, hard-negative mining, promoted anchors at
+    test time and soft-NMS. The assigner must be a ``StagedAssigner`` whose first stage is
+    named "initial" (or, without APM, any assigner). ``kwargs``: the base's arguments.
+
+    Args:
+        use_apm: train the APM (False: Table 2's baseline; then also promote/theta off).
+        neg_pos_ratio / apm_neg_pos_ratio: hard-negative mining of the detection / APM losses.
+        theta: the test-time APM gate (None: no gate, APM_C off).
+        promote: decode detections from the promoted anchors at test time (APM_R).
+        soft_nms: dict of ``soft_nms`` arguments (method, iou_threshold, sigma, min_score).
+    """
+
+    loss_prefix = "padet"
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        use_apm: bool = True,
+        promote: bool = True,
+        theta=0.01,
+        neg_pos_ratio: float = 3.0,
+        apm_neg_pos_ratio: float = 3.0,
+        apm_loss_weight: float = 1.0,
+        soft_nms: Dict = None,
+        classification_loss: str = "softmax_ce",
+        box_loss_type: str = "smooth_l1",
+        smooth_l1_beta: float = 1.0,
+        test_score_thresh: float = 0.01,
+        max_detections_per_image: int = 300,
+        **kwargs,
+    ):
+        super().__init__(
+            classification_loss=classification_loss,
+            box_loss_type=box_loss_type,
+            smooth_l1_beta=smooth_l1_beta,
+            test_score_thresh=test_score_thresh,
+            max_detections_per_image=max_detections_per_image,
+            **kwargs,
+        )
+        if not {"apm_cls", "apm_reg"} <= set(self.head_outputs):
+            raise ValueError("PADet needs a head with 'apm_cls' and 'apm_reg' outputs (PADetHead)")
+        self.use_apm, self.promote, self.theta = bool(use_apm), bool(promote) and use_apm, theta
+        self.neg_pos_ratio, self.apm_neg_pos_ratio = neg_pos_ratio, apm_neg_pos_ratio
+        self.apm_loss_weight = apm_loss_weight
+        self.soft_nms = dict(method="linear", iou_threshold=0.3, sigma=0.5, min_score=0.001)
+        self.soft_nms.update(soft_nms or {})
+
+    # ------------------------------------------------------------------ assignment
+    def assign_inputs_extras(self, preds: Dict[str, Tensor]) -> Dict[str, object]:
+        return {
+            "apm_regression": preds["apm_reg"].detach().float(),
+            "apm_scores": torch.sigmoid(preds["apm_cls"][..., 0].detach().float()),
+        }
+
+    def log_assignment(self, inputs, result) -> None:
+        """Positives before/after promotion, pos:neg before/after the theta rule (Figs. 1-2)."""
+        super().log_assignment(inputs, result)
+        try:
+            storage = get_event_storage()
+        except AssertionError:
+            return
+        K = self.num_classes
+        for name, res in (("initial", result.stages.get("initial")), ("promoted", result)):
+            if res is None:
+                continue
+            pos, neg = int(res.positive_mask(K).sum()), int((res.labels == K).sum())
+            storage.put_scalar(f"padet/num_pos_{name}", pos / inputs.num_images)
+            storage.put_scalar(f"padet/neg_per_pos_{name}", neg / max(pos, 1))
+        if "theta_ignored" in result.extras:
+            storage.put_scalar(
+                "padet/theta_ignored",
+                float(result.extras["theta_ignored"].sum()) / inputs.num_images,
+            )
+
+    # ------------------------------------------------------------------ losses
+    def classification_loss(self, inputs, preds, result) -> Dict[str, Tensor]:
+        """Softmax CE over positives + mined negatives of the promoted anchors, / EMA(N_det)."""
+        K = self.num_classes
+        valid = result.labels >= 0
+        ce = F.cross_entropy(
+            preds["cls"].float().flatten(0, 1),
+            result.labels.clamp(min=0).flatten(),
+            reduction="none",
+        ).view_as(result.labels)
+        pos, neg = result.positive_mask(K), valid & (result.labels == K)
+        used = hard_negative_mask(ce, pos, neg, self.neg_pos_ratio)
+        return {"loss_padet_cls": ce[used].sum() / self.positives_normalizer(result)}
+
+    def auxiliary_losses(self, inputs, preds, result) -> Dict[str, Tensor]:
+        """APM: BCE (positives + mined negatives) and smooth-L1 on the initial anchors, / EMA(N_apm)."""
+        if not self.use_apm:
+            return {}
+        first = result.stages.get("initial")
+        if first is None:
+            raise ValueError("PADet's APM losses need a StagedAssigner with an 'initial' stage")
+        first_inputs = first.inputs if first.inputs is not None else inputs
+        K = self.num_classes
+        pos, neg = first.positive_mask(K), first.labels == K
+        logits = preds["apm_cls"][..., 0].float()
+        bce = F.binary_cross_entropy_with_logits(logits, pos.float(), reduction="none")
+        used = hard_negative_mask(bce, pos, neg, self.apm_neg_pos_ratio)
+        normalizer = self.positives_normalizer(first, name="loss_normalizer_apm")
+        n_idx, r_idx = pos.nonzero(as_tuple=True)
+        anchors = first_inputs.anchors_at(n_idx, r_idx)
+        gt = first_inputs.gt_boxes[n_idx, first.matched_gt[n_idx, r_idx]]
+        target = self.box_coder.encode(anchors, gt, first_inputs.anchor_strides[r_idx])
+        box = smooth_l1_loss(preds["apm_reg"][n_idx, r_idx].float(), target, self.smooth_l1_beta)
+        w = self.apm_loss_weight
+        return {
+            "loss_padet_apm_cls": w * bce[used].sum() / normalizer,
+            "loss_padet_apm_box": w * box.sum() / normalizer,
+        }
+
+    # ------------------------------------------------------------------ inference
+    def inference_single_image(self, anchors, strides, preds, image_size):
+        if self.promote:  # detections are decoded from the promoted anchors
+            promoted = []
+            for level, a in enumerate(anchors):
+                boxes = self.box_coder.decode(
+                    a.tensor[None], preds["apm_reg"][level][None].float(), strides[level]
+                )[0]
+                ok = torch.isfinite(boxes).all(dim=1, keepdim=True)
+                promoted.append(Boxes(torch.where(ok, boxes, a.tensor)))
+            anchors = promoted
+        return super().inference_single_image(anchors, strides, preds, image_size)
+
+    def level_scores(self, preds_level: Dict[str, Tensor]) -> Tuple[Tensor, Tensor]:
+        """Detection softmax probabilities (P8); anchors the APM scores below theta are dropped."""
+        prob = torch.softmax(preds_level["cls"].float(), dim=-1)[:, : self.num_classes]
+        if self.use_apm and self.theta is not None:
+            keep = torch.sigmoid(preds_level["apm_cls"].float()) >= self.theta  # (R_l, 1)
+            prob = prob * keep
+        return prob, prob
+
+    def nms(self, boxes: Tensor, scores: Tensor, classes: Tensor) -> Tuple[Tensor, Tensor]:
+        """Per-class soft-NMS (linear, N_t 0.3 by default); returns the kept indices and scores."""
+        from ...layers import soft_nms
+
+        keep, kept_scores = soft_nms(boxes, scores, classes, **self.soft_nms)
+        updated = scores.clone()
+        updated[keep] = kept_scores.to(updated.dtype)
+        return keep, updated

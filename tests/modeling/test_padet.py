@@ -1,0 +1,235 @@
+"""PADet: SSD priors with 6 and 4 anchors per level, the encoder-decoder layouts, the two matchings
+(promoted anchors, the theta rule), the FAM's deformable conv, hard-negative mining and the
+detector end to end (empty GT, autocast)."""
+
+import math
+import os
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from detectron2.config import LazyConfig, instantiate
+from detectron2.layers import ShapeSpec
+from detectron2.utils.events import EventStorage
+
+from semianchor.modeling.anchors import SSDAnchorGenerator, ssd_sizes
+from semianchor.modeling.assigners import AssignInputs, MaxIoUAssigner, StagedAssigner
+from semianchor.modeling.assigners.padet import PromotedAnchorAssigner, promoted_anchors
+from semianchor.modeling.backbone.encoder_decoder import EncoderDecoder, ResNetEncoder, VGG16Encoder
+from semianchor.modeling.box_coder import DeltaBoxCoder
+from semianchor.modeling.heads.padet_head import FeatureAlignment
+from semianchor.modeling.meta_arch.padet import PADet, hard_negative_mask
+
+from .conftest import REPO, make_batch
+
+K = 3
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# ---------------------------------------------------------------- anchors and layouts
+def test_ssd_priors_384_layout_gives_18400_anchors_in_detectron2_order():
+    mins, maxs = ssd_sizes(384, [0.07, 0.15, 0.33, 0.51, 0.69, 0.87])
+    gen = SSDAnchorGenerator(
+        min_sizes=mins,
+        max_sizes=maxs,
+        aspect_ratios=[[1.0, 2.0, 3.0, 0.5, 1 / 3]] * 4 + [[1.0, 2.0, 0.5]] * 2,
+        strides=[8, 16, 32, 64, 128, 384],
+    )
+    assert gen.num_cell_anchors == [6, 6, 6, 6, 4, 4]
+    feats = [torch.zeros(1, 1, s, s) for s in (48, 24, 12, 6, 3, 1)]
+    anchors = gen(feats)
+    assert sum(len(a) for a in anchors) == 18400  # the paper's count at 384
+    cells = list(gen.cell_anchors)
+    wh = cells[0][:, 2:] - cells[0][:, :2]
+    assert wh[0].tolist() == pytest.approx([mins[0], mins[0]])  # ratio 1
+    extra = math.sqrt(mins[0] * maxs[0])
+    assert wh[1].tolist() == pytest.approx([extra, extra])  # SSD's extra square right after it
+    assert (wh[2, 0] / wh[2, 1]).item() == pytest.approx(2.0, rel=1e-5)
+    # location-major, A_l contiguous, centres at (i + 0.5) * stride
+    a0 = anchors[0].tensor
+    centres = (a0[:, :2] + a0[:, 2:]) / 2
+    assert torch.allclose(centres[:6], torch.tensor([[4.0, 4.0]] * 6), atol=1e-4)
+    assert torch.allclose(centres[6], torch.tensor([12.0, 4.0]), atol=1e-4)
+    assert torch.allclose(centres[48 * 6], torch.tensor([4.0, 12.0]), atol=1e-4)
+    with pytest.raises(ValueError, match="one min/max size"):
+        SSDAnchorGenerator(min_sizes=[1], max_sizes=[2], aspect_ratios=[[1.0]], strides=[8, 16])
+
+
+@pytest.mark.parametrize(
+    "encoder, size, sides",
+    [
+        (lambda: VGG16Encoder(width=0.125, num_extra=3), 384, [48, 24, 12, 6, 3, 1]),
+        (lambda: VGG16Encoder(width=0.125, num_extra=4), 512, [64, 32, 16, 8, 4, 2, 1]),
+        (lambda: ResNetEncoder(depth=18, num_extra=2, width=0.125), 384, [48, 24, 12, 6, 3, 1]),
+    ],
+)
+def test_encoder_decoder_layouts(encoder, size, sides):
+    model = EncoderDecoder(encoder=encoder(), channels=16)
+    out = model(torch.zeros(1, 3, size, size))
+    assert [v.shape[-1] for v in out.values()] == sides
+    assert all(v.shape[1] == 16 for v in out.values())
+    shapes = model.output_shape()
+    assert [shapes[k].stride for k in out] == list(encoder().strides) + [encoder().strides[-1] * 2]
+
+
+# ---------------------------------------------------------------- matchings
+def _inputs(anchors, gts, apm_deltas, apm_scores):
+    R = anchors.shape[0]
+    return AssignInputs(
+        anchors=anchors,
+        num_anchors_per_level=[R],
+        anchor_strides=torch.full((R,), 8.0),
+        anchors_per_location=1,
+        gt_boxes=gts[None],
+        gt_classes=torch.zeros(1, gts.shape[0], dtype=torch.long),
+        gt_counts=torch.tensor([gts.shape[0]]),
+        num_classes=K,
+        box_coder=DeltaBoxCoder(weights=(1.0, 1.0, 1.0, 1.0)),
+        extras={"apm_regression": apm_deltas[None], "apm_scores": apm_scores[None]},
+    )
+
+
+def _staged(theta=0.01, promote=True):
+    return StagedAssigner(
+        stages=[
+            ("initial", MaxIoUAssigner(thresholds=(0.3, 0.5), labels=(0, -1, 1))),
+            ("promoted", PromotedAnchorAssigner(promote=promote, theta=theta)),
+        ]
+    )
+
+
+def test_matching_on_promoted_anchors_differs_from_the_initial_one():
+    """Anchor 1 starts 10 px right of the GT (IoU 0.33: ignored) and the APM moves it onto the GT
+    (positive after promotion); anchor 0 sits on the GT but the APM moves it away (IoU < 0.3:
+    background after promotion, and ignored by theta since its APM score is 0.001)."""
+    gt = torch.tensor([[0.0, 0.0, 20.0, 20.0]])
+    anchors = torch.tensor(
+        [[0.0, 0.0, 20.0, 20.0], [10.0, 0.0, 30.0, 20.0], [60.0, 60.0, 80.0, 80.0]]
+    )
+    deltas = torch.tensor([[2.0, 0.0, 0.0, 0.0], [-0.5, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
+    scores = torch.tensor([0.001, 0.9, 0.5])
+    inputs = _inputs(anchors, gt, deltas, scores)
+    result = _staged()(inputs)
+    first = result.stages["initial"]
+    assert first.labels[0].tolist() == [0, -1, K]
+    assert result.labels[0].tolist() == [-1, 0, K]  # theta ignores the easy negative 0, not 2
+    assert torch.allclose(result.inputs.anchors[0, 1], gt[0])
+    assert torch.allclose(promoted_anchors(inputs)[0], result.inputs.anchors[0])
+    no_promotion = _staged(theta=None, promote=False)(inputs)
+    assert torch.equal(no_promotion.labels, first.labels)
+
+
+def test_theta_rule_never_ignores_a_positive():
+    g = torch.Generator().manual_seed(0)
+    for trial in range(30):
+        R, M = 200, 6
+        xy = torch.rand(R, 2, generator=g) * 100
+        anchors = torch.cat([xy, xy + torch.rand(R, 2, generator=g) * 40 + 4], 1)
+        gxy = torch.rand(M, 2, generator=g) * 100
+        gts = torch.cat([gxy, gxy + torch.rand(M, 2, generator=g) * 40 + 4], 1)
+        deltas = torch.randn(R, 4, generator=g) * 0.2
+        scores = torch.rand(R, generator=g) * 0.02  # half of them below theta = 0.01
+        inputs = _inputs(anchors, gts, deltas, scores)
+        with_theta = _staged(theta=0.01)(inputs)
+        without = _staged(theta=None)(inputs)
+        pos = without.positive_mask(K)
+        assert torch.equal(with_theta.positive_mask(K), pos), trial  # positives untouched
+        dropped = (without.labels != with_theta.labels)[0]
+        assert (with_theta.labels[0][dropped] == -1).all()
+        assert (scores[dropped] < 0.01).all() and (without.labels[0][dropped] == K).all()
+        assert int(dropped.sum()) > 0
+
+
+def test_hard_negative_mining_keeps_positives_and_top_negatives():
+    loss = torch.tensor([[0.1, 0.9, 0.5, 0.7, 0.2, 0.8]])
+    pos = torch.tensor([[True, False, False, False, False, False]])
+    neg = torch.tensor([[False, True, True, True, True, False]])  # element 5 ignored
+    used = hard_negative_mask(loss, pos, neg, 2.0)
+    assert used[0].tolist() == [True, True, False, True, False, False]
+    assert hard_negative_mask(loss, pos, neg, 0).sum() == 5
+
+
+# ---------------------------------------------------------------- FAM
+def test_fam_with_zero_offsets_is_a_plain_3x3_conv():
+    torch.manual_seed(0)
+    fam = FeatureAlignment(8, num_anchors=6, mode="disentangled").double()
+    x = torch.randn(2, 8, 7, 9, dtype=torch.float64)
+    apm_reg = torch.randn(2, 24, 7, 9, dtype=torch.float64)
+    plain = torch.relu(F.conv2d(x, fam.weight, fam.bias, padding=1))
+    assert torch.allclose(fam(x, apm_reg), plain)  # zero-initialised F and G
+    for mode in ("none", "implicit", "location", "shape", "concat"):
+        other = FeatureAlignment(8, num_anchors=6, mode=mode).double()
+        other.weight.data.copy_(fam.weight)
+        assert torch.allclose(other(x, apm_reg), plain), mode
+
+
+def test_fam_shared_offset_equals_a_shifted_sampling_grid():
+    """c = (dy, dx) = (1, 2) for all taps samples x at (y + 1, x + 2): the plain conv of the
+    shifted map (zeros beyond the border). Row 0 and column 0 differ by construction (the
+    shifted map's zero padding there hides values the deformable conv still samples)."""
+    torch.manual_seed(0)
+    fam = FeatureAlignment(4, num_anchors=1, mode="location").double()
+    with torch.no_grad():
+        fam.f_loc.bias.copy_(torch.tensor([1.0, 2.0], dtype=torch.float64))  # (dy, dx)
+    x = torch.randn(1, 4, 6, 8, dtype=torch.float64)
+    shifted = torch.zeros_like(x)
+    shifted[..., :-1, :-2] = x[..., 1:, 2:]
+    expected = torch.relu(F.conv2d(shifted, fam.weight, fam.bias, padding=1))
+    out = fam(x, torch.zeros(1, 4, 6, 8, dtype=torch.float64))
+    assert torch.allclose(out[..., 1:, 1:], expected[..., 1:, 1:])
+    assert not torch.allclose(out, torch.relu(F.conv2d(x, fam.weight, fam.bias, padding=1)))
+    with pytest.raises(ValueError, match="FAM mode"):
+        FeatureAlignment(4, 1, mode="dcn")
+
+
+# ---------------------------------------------------------------- the detector
+@pytest.fixture(scope="module")
+def tiny_padet():
+    cfg = LazyConfig.load(os.path.join(REPO, "configs/common/models/padet.py"))
+    cfg.model.backbone.encoder = dict(_target_=ResNetEncoder, depth=18, num_extra=2, width=0.125)
+    cfg.model.backbone.channels = 32
+    cfg.model.head.input_shape = [ShapeSpec(channels=32)] * 6
+    cfg.model.num_classes = K
+    torch.manual_seed(0)
+    return instantiate(cfg.model)
+
+
+def test_training_step_with_empty_gt_image(tiny_padet):
+    model = tiny_padet
+    model.train()
+    with EventStorage() as storage:
+        losses = model(make_batch(3, size=96, empty=(1,)))
+        logged = storage.latest()
+    assert set(losses) == {
+        "loss_padet_cls",
+        "loss_padet_box",
+        "loss_padet_apm_cls",
+        "loss_padet_apm_box",
+    }
+    total = sum(losses.values())
+    assert torch.isfinite(total)
+    total.backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    for key in ("padet/num_pos_initial", "padet/num_pos_promoted", "padet/neg_per_pos_promoted"):
+        assert key in logged
+    with EventStorage():
+        losses = model(make_batch(2, size=96, empty=(0, 1)))
+    assert losses["loss_padet_box"] == 0 and losses["loss_padet_apm_box"] == 0
+    assert losses["loss_padet_cls"] > 0 and losses["loss_padet_apm_cls"] > 0
+
+
+def test_training_step_under_autocast(tiny_padet):
+    model = tiny_padet
+    model.train()
+    with EventStorage(), torch.autocast("cpu", dtype=torch.bfloat16):
+        losses = model(make_batch(2, size=96))
+    assert all(v.dtype == torch.float32 and torch.isfinite(v) for v in losses.values())
+    assert isinstance(model, PADet)
