@@ -1,0 +1,32 @@
+"""PADet, VGG-16, 384 x 384, COCO trainval35k, the paper's recipe (SAD_PADET.md 2.5): 160 epochs at
+batch 32 (~586k iterations), lr 2e-3 (warm-up 5 epochs from 1e-6, x0.1 at 100 / 140 epochs),
+weight decay 5e-4. Paper (minival, Table 2): baseline 29.6 -> APM 31.7 -> APM + FAM 34.8 AP.
+
+Input: images warped to 384 x 384 (SSD style) with a horizontal flip. NOT YET: SSD's photometric
+distortion, zoom-out and min-IoU crop (the paper's augmentation) are still to be written as
+Detectron2 Augmentations (issue 12); results without them are not the paper's recipe.
+Weights: Detectron2 has no ImageNet VGG-16; convert torchvision's ``vgg16`` (features.* ->
+``backbone.encoder.to_conv4_3`` / ``to_fc7`` convs, fc6/fc7 subsampled as SSD does) and set
+``train.init_checkpoint`` to the converted file (projects/PADet/README.md).
+"""
+
+import detectron2.data.transforms as T
+from detectron2.config import LazyCall as L
+
+from ..common.data.coco import dataloader
+from ..common.models.padet import model
+from ..common.optim import SGD as optimizer
+from ..common.padet_schedule import BASE_LR, BATCH, MAX_ITER, lr_multiplier  # noqa: F401
+from ..common.train import train
+
+dataloader.train.mapper.use_instance_mask = False
+dataloader.train.mapper.augmentations = [
+    L(T.Resize)(shape=(384, 384)),
+    L(T.RandomFlip)(horizontal=True),
+]
+dataloader.test.mapper.augmentations = [L(T.Resize)(shape=(384, 384))]
+dataloader.train.total_batch_size = BATCH
+optimizer.lr = BASE_LR
+optimizer.weight_decay = 5e-4
+train.max_iter = MAX_ITER
+train.init_checkpoint = ""  # a converted ImageNet VGG-16 (see the docstring)
