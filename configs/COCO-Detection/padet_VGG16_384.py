@@ -2,9 +2,8 @@
 batch 32 (~586k iterations), lr 2e-3 (warm-up 5 epochs from 1e-6, x0.1 at 100 / 140 epochs),
 weight decay 5e-4. Paper (minival, Table 2): baseline 29.6 -> APM 31.7 -> APM + FAM 34.8 AP.
 
-Input: images warped to 384 x 384 (SSD style) with a horizontal flip. NOT YET: SSD's photometric
-distortion, zoom-out and min-IoU crop (the paper's augmentation) are still to be written as
-Detectron2 Augmentations (issue 12); results without them are not the paper's recipe.
+Input: SSD's augmentation (photometric distortion, zoom-out up to 4x, min-IoU crop; then warped to
+384 x 384 and flipped), ``semianchor.data.ssd_augment``; test images warped to 384 x 384.
 Weights: Detectron2 has no ImageNet VGG-16; convert torchvision's ``vgg16`` (features.* ->
 ``backbone.encoder.to_conv4_3`` / ``to_fc7`` convs, fc6/fc7 subsampled as SSD does) and set
 ``train.init_checkpoint`` to the converted file (projects/PADet/README.md).
@@ -13,17 +12,30 @@ Weights: Detectron2 has no ImageNet VGG-16; convert torchvision's ``vgg16`` (fea
 import detectron2.data.transforms as T
 from detectron2.config import LazyCall as L
 
+from semianchor.data.ssd_augment import (
+    Expand,
+    MinIoURandomCrop,
+    PhotometricDistortion,
+    SSDDatasetMapper,
+)
+
 from ..common.data.coco import dataloader
 from ..common.models.padet import model
 from ..common.optim import SGD as optimizer
 from ..common.padet_schedule import BASE_LR, BATCH, MAX_ITER, lr_multiplier  # noqa: F401
 from ..common.train import train
 
-dataloader.train.mapper.use_instance_mask = False
-dataloader.train.mapper.augmentations = [
-    L(T.Resize)(shape=(384, 384)),
-    L(T.RandomFlip)(horizontal=True),
-]
+dataloader.train.mapper = L(SSDDatasetMapper)(
+    is_train=True,
+    augmentations=[
+        L(PhotometricDistortion)(),
+        L(Expand)(max_ratio=4.0, prob=0.5, fill=(104, 117, 124)),  # BGR pixel mean
+        L(MinIoURandomCrop)(min_ious=(0.1, 0.3, 0.5, 0.7, 0.9)),
+        L(T.Resize)(shape=(384, 384)),
+        L(T.RandomFlip)(horizontal=True),
+    ],
+    image_format="BGR",
+)
 dataloader.test.mapper.augmentations = [L(T.Resize)(shape=(384, 384))]
 dataloader.train.total_batch_size = BATCH
 optimizer.lr = BASE_LR
