@@ -19,6 +19,13 @@ from .iou_after_regression import (
     iou_after_regression_reference,
     pairwise_iou_giou,
 )
+from .max_iou_match import (
+    max_iou_match,
+    max_iou_match_reference,
+    pairwise_iou_d2,
+    topn_iou_match,
+    topn_iou_match_reference,
+)
 
 __all__ = [
     "atss_assign",
@@ -32,6 +39,11 @@ __all__ = [
     "infer_level_grids",
     "iou_after_regression",
     "iou_after_regression_reference",
+    "max_iou_match",
+    "max_iou_match_reference",
     "num_candidates",
+    "pairwise_iou_d2",
     "pairwise_iou_giou",
+    "topn_iou_match",
+    "topn_iou_match_reference",
 ]

@@ -26,4 +26,12 @@ TORCH_LIBRARY(semianchor, m) {
       "atss_assign(Tensor cand_idx, Tensor cand_scores, Tensor anchors, Tensor gt_boxes, "
       "Tensor gt_counts, float center_eps) "
       "-> (Tensor matched_gt, Tensor matched_score, Tensor threshold)");
+  m.def(
+      "max_iou_match(Tensor anchors, Tensor gt_boxes, Tensor gt_counts, "
+      "int[] num_anchors_per_level, float[] thresholds, int[] labels, "
+      "bool allow_low_quality_matches, bool grid) "
+      "-> (Tensor matched_idx, Tensor match_labels, Tensor max_iou)");
+  m.def(
+      "topn_iou_match(Tensor anchors, Tensor gt_boxes, Tensor gt_counts, "
+      "int[] num_anchors_per_level, int topn, bool grid) -> (Tensor matched_gt, Tensor iou)");
 }
