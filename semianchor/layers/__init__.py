@@ -20,6 +20,7 @@ from .iou_after_regression import (
     pairwise_iou_giou,
 )
 from .max_iou_match import (
+    iou_match_levels,
     max_iou_match,
     max_iou_match_reference,
     pairwise_iou_d2,
@@ -37,6 +38,7 @@ __all__ = [
     "box_area",
     "decode_boxes",
     "infer_level_grids",
+    "iou_match_levels",
     "iou_after_regression",
     "iou_after_regression_reference",
     "max_iou_match",

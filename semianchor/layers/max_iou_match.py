@@ -60,6 +60,7 @@ from ._utils import (
 from .iou_after_regression import box_area, pairwise_iou_giou
 
 __all__ = [
+    "iou_match_levels",
     "max_iou_match",
     "max_iou_match_reference",
     "pairwise_iou_d2",
@@ -76,6 +77,39 @@ def pairwise_iou_d2(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
     wh = torch.min(boxes1[:, None, 2:], boxes2[:, 2:]) - torch.max(boxes1[:, None, :2], boxes2[:, :2])
     inter = wh.clamp(min=0).prod(dim=2)
     return torch.where(inter > 0, inter / (area1[:, None] + area2 - inter), torch.zeros_like(inter))
+
+
+def iou_match_levels(anchors: torch.Tensor, num_anchors_per_level=None, grid: bool = True):
+    """The levels the kernels see (inspection and tests; needs the compiled extension).
+
+    Args:
+        anchors: (R, 4) or (N, R, 4); num_anchors_per_level, grid: as :func:`max_iou_match`.
+
+    Returns:
+        Per anchor set (1, or N for per-image anchors) a list of levels, each a dict with
+        ``begin``, ``count`` and ``grid``: None (scanned anchor by anchor) or ``(W, H, A)``.
+    """
+    from .. import extension
+
+    if not extension.load_ops():
+        raise RuntimeError(f"semianchor._C is not available: {extension.load_error()!r}")
+    anchors = as_float_boxes(anchors, "anchors", "(R, 4) or (N, R, 4)", (2, 3)).cpu()
+    levels = [] if num_anchors_per_level is None else [int(n) for n in num_anchors_per_level]
+    plan = torch.ops.semianchor.iou_match_plan(anchors, levels, bool(grid))
+    out = []
+    for per_set in plan.tolist():
+        out.append(
+            [
+                {
+                    "begin": int(p[0]),
+                    "count": int(p[1]),
+                    "grid": (int(p[2]), int(p[3]), int(p[4])) if p[2] > 0 else None,
+                }
+                for p in per_set
+                if p[1] > 0
+            ]
+        )
+    return out
 
 
 def _validate(anchors, gt_boxes, gt_counts, num_anchors_per_level, values):

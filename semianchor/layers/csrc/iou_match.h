@@ -168,13 +168,15 @@ inline int64_t guess_anchors_per_location(const float* centers, int64_t R_l) {
 }
 
 // Level boundaries when the caller gave none: detectron2 concatenates levels that each run
-// row-major from the top-left, so a level ends where the centre's y decreases. Any split is correct
-// (each piece is a grid or scanned exhaustively); this one finds detectron2's levels.
+// row-major from the top-left, so a level ends where the centre's y decreases (by more than the
+// float rounding that separates the A anchors of one location). Any split is correct (each piece
+// is a grid or scanned exhaustively); this one finds detectron2's levels.
 inline std::vector<int64_t> split_levels(const float* centers, int64_t R) {
   std::vector<int64_t> out;
   int64_t b = 0;
   for (int64_t r = 1; r < R; ++r) {
-    if (centers[2 * r + 1] < centers[2 * r - 1]) {
+    const double y = centers[2 * r + 1], prev = centers[2 * r - 1];
+    if (y < prev - 1e-3 * (1.0 + std::fabs(prev))) {
       out.push_back(r - b);
       b = r;
     }

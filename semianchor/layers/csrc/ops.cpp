@@ -34,4 +34,7 @@ TORCH_LIBRARY(semianchor, m) {
   m.def(
       "topn_iou_match(Tensor anchors, Tensor gt_boxes, Tensor gt_counts, "
       "int[] num_anchors_per_level, int topn, bool grid) -> (Tensor matched_gt, Tensor iou)");
+  // Inspection helper of the two ops above (CPU only, not in extension.OP_NAMES): the visit plan
+  // the kernels build, (S, L, 10) float64, see csrc/iou_match.h.
+  m.def("iou_match_plan(Tensor anchors, int[] num_anchors_per_level, bool grid) -> Tensor");
 }

@@ -137,8 +137,31 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> max_iou_match_cpu(
   return {matched, match_labels, max_iou};
 }
 
+at::Tensor iou_match_plan_cpu(const at::Tensor& anchors, at::IntArrayRef num_anchors_per_level,
+                              bool grid) {
+  TORCH_CHECK(anchors.scalar_type() == at::kFloat && (anchors.dim() == 2 || anchors.dim() == 3) &&
+                  anchors.size(-1) == 4,
+              "anchors must be float32 of shape (R, 4) or (S, R, 4), got ", anchors.scalar_type(),
+              " ", anchors.sizes());
+  const auto anc = anchors.contiguous();
+  const int64_t S = anchors.dim() == 3 ? anchors.size(0) : 1, R = anchors.size(-2);
+  if (!num_anchors_per_level.empty()) {
+    int64_t total = 0;
+    for (int64_t n : num_anchors_per_level) total += n;
+    TORCH_CHECK(total == R, "num_anchors_per_level must sum to R = ", R);
+  }
+  std::vector<double> plan, ext;
+  const int64_t L = build_plans(anc.data_ptr<float>(), S, R, num_anchors_per_level, grid, plan, ext);
+  auto out = at::empty({S, L, kPlanStride}, anchors.options().dtype(at::kDouble));
+  std::copy(plan.begin(), plan.end(), out.data_ptr<double>());
+  return out;
+}
+
 }  // namespace
 
-TORCH_LIBRARY_IMPL(semianchor, CPU, m) { m.impl("max_iou_match", &max_iou_match_cpu); }
+TORCH_LIBRARY_IMPL(semianchor, CPU, m) {
+  m.impl("max_iou_match", &max_iou_match_cpu);
+  m.impl("iou_match_plan", &iou_match_plan_cpu);
+}
 
 }  // namespace semianchor
