@@ -436,3 +436,60 @@ def test_memory_is_independent_of_m_times_r():
         assert out[key] < dense / 20, (key, out)
         assert out[key] < 64 * 2**20, (key, out)  # outputs (N, R) + keys: ~5 MB
     assert out["dense_100"] > R * 100 * 4, out
+
+
+# ---------------------------------------------------------------------------------------------
+# the assigners that use the ops: same results as their former dense bodies
+def _dense_max_iou_assigner(inputs, matcher):
+    """MaxIoUAssigner.assign before issue 17: per image pairwise_iou + Matcher."""
+    N, R = inputs.num_images, inputs.num_anchors
+    matched = torch.full((N, R), -1, dtype=torch.int64)
+    ious = torch.zeros((N, R))
+    for i in range(N):
+        m = int(inputs.gt_counts[i])
+        if m == 0:
+            continue
+        iou = pairwise_iou(Boxes(inputs.gt_boxes[i, :m]), Boxes(inputs.image_anchors(i)))
+        idx, lab = matcher(iou)
+        ious[i] = iou.max(dim=0).values
+        matched[i] = torch.where(lab == 1, idx, torch.where(lab == 0, -1, -2))
+    return matched.clamp(min=-1), ious
+
+
+@needs_kernel
+@pytest.mark.parametrize("seed", range(6))
+def test_assigners_match_their_dense_bodies(seed):
+    from semianchor.modeling.assigners import AssignInputs, MaxIoUAssigner
+    from semianchor.modeling.assigners.cleanliness import topn_iou_assignment
+
+    anchors, levels, gt, counts, topn, gen = _random_case(2000 + seed)
+    gt = torch.nan_to_num(gt)
+    counts[0] = 0  # an image without GTs
+    N, M = gt.shape[:2]
+    if seed % 2:
+        anchors = anchors[None] + torch.randint(-4, 5, (N, 1, 4), generator=gen).float()
+    inputs = AssignInputs(
+        anchors=anchors,
+        num_anchors_per_level=levels,
+        anchor_strides=torch.ones(anchors.shape[-2]),
+        anchors_per_location=1,
+        gt_boxes=gt,
+        gt_classes=torch.zeros((N, M), dtype=torch.long),
+        gt_counts=counts,
+        num_classes=3,
+    )
+    for kw in (
+        dict(thresholds=(0.4, 0.5), labels=(-1, -1, 1)),
+        dict(thresholds=(0.5,), labels=(0, 1), allow_low_quality_matches=False),
+        dict(),
+    ):
+        a = MaxIoUAssigner(**kw)
+        res = a(inputs)
+        matched, ious = _dense_max_iou_assigner(inputs, a.matcher)
+        assert torch.equal(res.matched_gt, matched)
+        assert torch.equal(res.extras["max_iou"], ious)
+    assert_equal(
+        topn_iou_assignment(anchors, gt, counts, topn),
+        topn_iou_match_reference(anchors, gt, counts, topn),
+        ("matched", "iou"),
+    )
