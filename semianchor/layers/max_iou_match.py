@@ -74,7 +74,9 @@ def pairwise_iou_d2(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
     ``pairwise_iou`` (unclamped areas, 0 where the intersection is not positive)."""
     area1 = (boxes1[:, 2] - boxes1[:, 0]) * (boxes1[:, 3] - boxes1[:, 1])
     area2 = (boxes2[:, 2] - boxes2[:, 0]) * (boxes2[:, 3] - boxes2[:, 1])
-    wh = torch.min(boxes1[:, None, 2:], boxes2[:, 2:]) - torch.max(boxes1[:, None, :2], boxes2[:, :2])
+    wh = torch.min(boxes1[:, None, 2:], boxes2[:, 2:]) - torch.max(
+        boxes1[:, None, :2], boxes2[:, :2]
+    )
     inter = wh.clamp(min=0).prod(dim=2)
     return torch.where(inter > 0, inter / (area1[:, None] + area2 - inter), torch.zeros_like(inter))
 
@@ -204,7 +206,9 @@ def max_iou_match(
     thresholds, labels = _validate_matcher(thresholds, labels)
     grid = _check_grid(grid)
     if not isinstance(gt_boxes, torch.Tensor):
-        raise ValueError(f"gt_boxes must be a torch.Tensor of shape (N, M, 4), got {type(gt_boxes).__name__}")
+        raise ValueError(
+            f"gt_boxes must be a torch.Tensor of shape (N, M, 4), got {type(gt_boxes).__name__}"
+        )
     kernel = use_kernel("max_iou_match", gt_boxes.device)
     anchors, gt_boxes, gt_counts, levels = _validate(
         anchors,
@@ -292,7 +296,9 @@ def topn_iou_match(
     if isinstance(topn, bool) or not isinstance(topn, int) or topn < 0:
         raise ValueError(f"topn must be an int >= 0, got {topn!r}")
     if not isinstance(gt_boxes, torch.Tensor):
-        raise ValueError(f"gt_boxes must be a torch.Tensor of shape (N, M, 4), got {type(gt_boxes).__name__}")
+        raise ValueError(
+            f"gt_boxes must be a torch.Tensor of shape (N, M, 4), got {type(gt_boxes).__name__}"
+        )
     kernel = use_kernel("topn_iou_match", gt_boxes.device)
     anchors, gt_boxes, gt_counts, levels = _validate(
         anchors,

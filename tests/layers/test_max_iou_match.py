@@ -57,7 +57,9 @@ def assert_equal(out, ref, names=("matched", "labels", "iou")):
     for o, r, name in zip(out, ref, names):
         assert o.shape == r.shape, name
         assert o.dtype == r.dtype, (name, o.dtype, r.dtype)
-        assert torch.equal(o.cpu(), r.cpu()), f"{name} differs at {(o.cpu() != r.cpu()).nonzero()[:5].tolist()}"
+        assert torch.equal(
+            o.cpu(), r.cpu()
+        ), f"{name} differs at {(o.cpu() != r.cpu()).nonzero()[:5].tolist()}"
 
 
 def check_all_paths(anchors, levels, gt, counts, topn=9, matchers=MATCHERS, oracle=True):
@@ -72,7 +74,9 @@ def check_all_paths(anchors, levels, gt, counts, topn=9, matchers=MATCHERS, orac
                 assert_equal(max_iou_match(anchors, gt, counts, lv, grid=grid, **kw), ref)
     ref = topn_iou_match_reference(anchors, gt, counts, topn)
     for lv, grid in ((levels, True), (None, True), (levels, False)):
-        assert_equal(topn_iou_match(anchors, gt, counts, topn, lv, grid=grid), ref, ("matched", "iou"))
+        assert_equal(
+            topn_iou_match(anchors, gt, counts, topn, lv, grid=grid), ref, ("matched", "iou")
+        )
 
 
 def _random_case(seed):
@@ -125,7 +129,12 @@ def _edge_cases():
     a0 = anchors[:8]
     cases = {
         "no_gt": (anchors, levels, torch.zeros(2, 0, 4), torch.zeros(2, dtype=torch.long)),
-        "padded_no_gt": (anchors, levels, torch.full((2, 3, 4), float("nan")), torch.tensor([0, 0])),
+        "padded_no_gt": (
+            anchors,
+            levels,
+            torch.full((2, 3, 4), float("nan")),
+            torch.tensor([0, 0]),
+        ),
         "one_gt": (anchors, levels, torch.tensor([[[10.0, 12.0, 40.0, 50.0]]]), torch.tensor([1])),
         "zero_area": (
             anchors,
@@ -140,19 +149,44 @@ def _edge_cases():
             torch.tensor([[[-500.0, -500.0, -300.0, -200.0], [0.0, 0.0, 30.0, 30.0]]]),
             torch.tensor([2]),
         ),
-        "duplicates": (anchors, levels, torch.tensor([[[8.0, 8.0, 40.0, 40.0]] * 4]), torch.tensor([4])),
+        "duplicates": (
+            anchors,
+            levels,
+            torch.tensor([[[8.0, 8.0, 40.0, 40.0]] * 4]),
+            torch.tensor([4]),
+        ),
         # GTs equal to anchors: IoU 1 ties between duplicate GTs, and ties across anchors
-        "gt_equals_anchors": (anchors, levels, anchors[[5, 17, 17, 40, 200]][None], torch.tensor([5])),
+        "gt_equals_anchors": (
+            anchors,
+            levels,
+            anchors[[5, 17, 17, 40, 200]][None],
+            torch.tensor([5]),
+        ),
         # a GT covering everything: every anchor ties on IoU ratios of the level's shapes
-        "whole_image": (anchors, levels, torch.tensor([[[-1e4, -1e4, 1e4, 1e4]]]), torch.tensor([1])),
+        "whole_image": (
+            anchors,
+            levels,
+            torch.tensor([[[-1e4, -1e4, 1e4, 1e4]]]),
+            torch.tensor([1]),
+        ),
         "huge_coordinates": (
             anchors,
             levels,
             torch.tensor([[[-1e30, -1e30, 1e30, 1e30], [3e4, 3e4, 1e30, 1e30]]]),
             torch.tensor([2]),
         ),
-        "tiny_r": (a0, [8], torch.tensor([[[0.0, 0.0, 20.0, 20.0], [1.0, 1.0, 2.0, 2.0]]]), torch.tensor([2])),
-        "no_anchors": (anchors[:0], [0], torch.tensor([[[0.0, 0.0, 20.0, 20.0]]]), torch.tensor([1])),
+        "tiny_r": (
+            a0,
+            [8],
+            torch.tensor([[[0.0, 0.0, 20.0, 20.0], [1.0, 1.0, 2.0, 2.0]]]),
+            torch.tensor([2]),
+        ),
+        "no_anchors": (
+            anchors[:0],
+            [0],
+            torch.tensor([[[0.0, 0.0, 20.0, 20.0]]]),
+            torch.tensor([1]),
+        ),
         "no_images": (anchors, levels, torch.zeros(0, 3, 4), torch.zeros(0, dtype=torch.long)),
         "2000_gts": (
             anchors,
@@ -169,7 +203,11 @@ def _edge_cases():
             levels,
             *random_batch(gen, (64, 96), 3, 30, kinds="aligned", anchors=anchors),
         ),
-        "midway": (anchors, levels, *random_batch(gen, (64, 96), 3, 30, kinds="midway", anchors=anchors)),
+        "midway": (
+            anchors,
+            levels,
+            *random_batch(gen, (64, 96), 3, 30, kinds="midway", anchors=anchors),
+        ),
         # arbitrary (non-grid) anchors: exhaustive path
         "random_anchors": (
             _random_anchors(gen, 300),
@@ -177,7 +215,9 @@ def _edge_cases():
             *random_batch(gen, (64, 96), 2, 10, kinds="normal"),
         ),
         "degenerate_anchors": (
-            torch.cat([anchors[:50], torch.tensor([[5.0, 5.0, 5.0, 9.0], [30.0, 30.0, 20.0, 20.0]])]),
+            torch.cat(
+                [anchors[:50], torch.tensor([[5.0, 5.0, 5.0, 9.0], [30.0, 30.0, 20.0, 20.0]])]
+            ),
             [52],
             torch.tensor([[[0.0, 0.0, 40.0, 40.0], [25.0, 25.0, 35.0, 35.0]]]),
             torch.tensor([2]),
@@ -208,7 +248,12 @@ def test_edge_cases(case):
 def test_low_quality_semantics_by_hand():
     """Rule 3: ties of a GT's best IoU all become positive, keeping their own best GT."""
     anchors = torch.tensor(
-        [[0.0, 0.0, 10.0, 10.0], [20.0, 0.0, 30.0, 10.0], [0.0, 0.0, 10.0, 10.0], [100.0, 0, 110, 10]]
+        [
+            [0.0, 0.0, 10.0, 10.0],
+            [20.0, 0.0, 30.0, 10.0],
+            [0.0, 0.0, 10.0, 10.0],
+            [100.0, 0, 110, 10],
+        ]
     )
     # GT 0 overlaps anchors 0, 2 equally (IoU 0.25) and anchor 1 less; GT 1 = anchor 0 exactly.
     gt = torch.tensor([[[0.0, 0.0, 10.0, 40.0], [0.0, 0.0, 10.0, 10.0], [20.0, 0.0, 25.0, 10.0]]])
@@ -216,7 +261,9 @@ def test_low_quality_semantics_by_hand():
     assert m.tolist() == [[1, 2, 1, 0]]  # anchor 1: GT 2 (0.5); anchor 3 overlaps nothing: GT 0
     assert lab.tolist() == [[1, 1, 1, 0]]  # anchors 0, 2: IoU 1 >= 0.9; anchor 1: GT 2's best
     assert v.tolist() == [[1.0, 0.5, 1.0, 0.0]]
-    _, lab, _ = max_iou_match(anchors, gt, torch.tensor([3]), thresholds=(0.6, 0.9), allow_low_quality_matches=False)
+    _, lab, _ = max_iou_match(
+        anchors, gt, torch.tensor([3]), thresholds=(0.6, 0.9), allow_low_quality_matches=False
+    )
     assert lab.tolist() == [[1, 0, 1, 0]]
     # a zero-area GT: its best IoU is 0, reached by every anchor -> the whole image is positive
     gt0 = torch.cat([gt, torch.tensor([[[5.0, 5.0, 5.0, 8.0]]])], 1)
@@ -253,7 +300,9 @@ def _brute_topn(anchors, gt, counts, topn):
             row = iou[m].tolist()
             order = sorted(range(R), key=lambda r: (-row[r], r))[:topn]
             for r in order:
-                if row[r] > 0 and (row[r] > best[n, r] or (row[r] == best[n, r] and matched[n, r] > m)):
+                if row[r] > 0 and (
+                    row[r] > best[n, r] or (row[r] == best[n, r] and matched[n, r] > m)
+                ):
                     matched[n, r], best[n, r] = m, row[r]
     return matched, best
 
@@ -274,7 +323,9 @@ def test_detectron2_anchor_generator_levels_are_recognised():
     from detectron2.modeling.anchor_generator import DefaultAnchorGenerator
 
     sizes = [[x * 2 ** (i / 3) for i in range(3)] for x in (32, 64, 128)]
-    gen = DefaultAnchorGenerator(sizes=sizes, aspect_ratios=[[0.5, 1.0, 2.0]], strides=[8, 16, 32], offset=0.5)
+    gen = DefaultAnchorGenerator(
+        sizes=sizes, aspect_ratios=[[0.5, 1.0, 2.0]], strides=[8, 16, 32], offset=0.5
+    )
     feats = [torch.zeros(1, 1, (100 + s - 1) // s, (140 + s - 1) // s) for s in (8, 16, 32)]
     per_level = gen(feats)
     anchors, levels = torch.cat([b.tensor for b in per_level]), [len(b) for b in per_level]
@@ -293,7 +344,9 @@ def test_half_and_double_inputs():
     anchors, levels = grid_anchors((32, 32), strides=(8,), anchors_per_location=3)
     gt = torch.tensor([[[2.0, 3.0, 20.0, 17.0]]])
     ref = max_iou_match(anchors, gt, torch.tensor([1]))
-    assert_equal(max_iou_match(anchors.double(), gt.double(), torch.tensor([1], dtype=torch.int32)), ref)
+    assert_equal(
+        max_iou_match(anchors.double(), gt.double(), torch.tensor([1], dtype=torch.int32)), ref
+    )
     out = topn_iou_match(anchors.half(), gt.half(), torch.tensor([1]), 5)
     assert out[0].dtype == torch.int64 and out[1].dtype == torch.float32
 
@@ -312,7 +365,10 @@ def test_bad_inputs_raise_clear_errors():
         (lambda: max_iou_match(anchors * float("inf"), gt, counts), "anchors holds non-finite"),
         (lambda: max_iou_match(anchors, gt, counts, [1, 2]), "num_anchors_per_level must"),
         (lambda: max_iou_match(anchors, gt, counts, thresholds=(0.5, 0.4)), "sorted"),
-        (lambda: max_iou_match(anchors, gt, counts, thresholds=(0.0, 0.5)), "thresholds[0] must be > 0"),
+        (
+            lambda: max_iou_match(anchors, gt, counts, thresholds=(0.0, 0.5)),
+            "thresholds[0] must be > 0",
+        ),
         (lambda: max_iou_match(anchors, gt, counts, labels=(0, 1)), "labels must have"),
         (lambda: max_iou_match(anchors, gt, counts, labels=(0, 2, 1)), "labels must be -1, 0 or 1"),
         (lambda: max_iou_match(anchors, gt, counts, grid="auto"), "grid must be"),
@@ -325,7 +381,9 @@ def test_bad_inputs_raise_clear_errors():
             fn()
     # the ops themselves (no Python wrapper) check too
     with pytest.raises(RuntimeError, match="anchors must have shape"):
-        torch.ops.semianchor.max_iou_match(anchors[:, :2], gt, counts, [], [0.5], [0, 1], True, True)
+        torch.ops.semianchor.max_iou_match(
+            anchors[:, :2], gt, counts, [], [0.5], [0, 1], True, True
+        )
     with pytest.raises(ValueError, match="non-finite"):
         torch.ops.semianchor.topn_iou_match(anchors, gt * float("nan"), counts, [], 5, True)
 
@@ -383,8 +441,7 @@ def test_cuda_edge_cases(case):
 
 # ---------------------------------------------------------------------------------------------
 # memory: peak resident memory of a fresh process, measured around one call
-_MEMORY_CHILD = textwrap.dedent(
-    """
+_MEMORY_CHILD = textwrap.dedent("""
     import json, os, resource, sys, torch
     sys.path.insert(0, {root!r})
     from tests.layers.helpers import grid_anchors
@@ -414,8 +471,7 @@ _MEMORY_CHILD = textwrap.dedent(
     # control: the dense reference at M = 100 must register its (M, R) matrices
     out["dense_100"] = peak_bound(lambda: max_iou_match_reference(anchors, small_gt, small_counts))
     print(json.dumps(out))
-    """
-)
+    """)
 
 
 @needs_kernel
