@@ -1,7 +1,8 @@
-// Shared pieces of the IoU matching kernels (semianchor::max_iou_match, semianchor::topn_iou_match):
-// the IoU of detectron2's pairwise_iou, the per-anchor claim keys, and the visit of the anchors that
+// Shared pieces of the IoU matching kernels (semianchor::max_iou_match and topn_iou_match): the
+// IoU of detectron2's pairwise_iou, the per-anchor claim keys, and the visit of the anchors that
 // can overlap one GT (a window per level and anchor shape on grid levels, every anchor elsewhere).
-// Used by the CPU kernels (host compiler) and the CUDA kernels (nvcc); the plan builder is host-only.
+// Used by the CPU kernels (host compiler) and the CUDA kernels (nvcc); the plan builder is
+// host-only.
 //
 // Semantics: semianchor/layers/max_iou_match.py.
 #pragma once
@@ -47,7 +48,8 @@ SA_HD ClaimKey claim_key(float iou, int64_t m) {
 #else
   std::memcpy(&u, &iou, sizeof(u));
 #endif
-  return (static_cast<ClaimKey>(u) << 32) | static_cast<ClaimKey>(0xFFFFFFFFu - static_cast<uint32_t>(m));
+  return (static_cast<ClaimKey>(u) << 32) |
+         static_cast<ClaimKey>(0xFFFFFFFFu - static_cast<uint32_t>(m));
 }
 
 SA_HD void claim_unpack(ClaimKey k, int64_t* m, float* iou) {
@@ -64,15 +66,15 @@ SA_HD void claim_unpack(ClaimKey k, int64_t* m, float* iou) {
 // Visit plan. Per (anchor set, level) kPlanStride doubles:
 //   [begin, R_l, W, H, A, ox, oy, sx, sy, ext_offset]
 // W == 0: no grid, every anchor of the level is visited. Else anchor (i, j, a) of the level is
-// begin + (j * W + i) * A + a, with ideal centre (ox + i * sx, oy + j * sy); ext[ext_offset + 4a ..]
-// holds, for shape a, the largest extents of its anchors around their ideal centres over the whole
-// level: (max ideal_x - x1, max x2 - ideal_x, max ideal_y - y1, max y2 - ideal_y). An anchor of
-// shape a overlaps the GT (intersection > 0) only if x1 < gx2 and x2 > gx1, hence only if
-// gx1 - ext_r < ideal_x < gx2 + ext_l (same for y): the window. These bounds are measured, not
-// assumed, so they hold for any anchors laid out in that index order, whatever their deviation from
-// the ideal grid; the window is widened by one cell on each side against double rounding (the
-// rounding is ~1e-12 cells; extra anchors cost time, never correctness: every visited IoU is
-// computed exactly and IoU 0 is dropped).
+// begin + (j * W + i) * A + a, with ideal centre (ox + i * sx, oy + j * sy); ext[ext_offset + 4a
+// ..] holds, for shape a, the largest extents of its anchors around their ideal centres over the
+// whole level: (max ideal_x - x1, max x2 - ideal_x, max ideal_y - y1, max y2 - ideal_y). An anchor
+// of shape a overlaps the GT (intersection > 0) only if x1 < gx2 and x2 > gx1, hence only if gx1 -
+// ext_r < ideal_x < gx2 + ext_l (same for y): the window. These bounds are measured, not assumed,
+// so they hold for any anchors laid out in that index order, whatever their deviation from the
+// ideal grid; the window is widened by one cell on each side against double rounding (the rounding
+// is ~1e-12 cells; extra anchors cost time, never correctness: every visited IoU is computed
+// exactly and IoU 0 is dropped).
 constexpr int kPlanStride = 10;
 
 SA_HD void window_1d(double lo_coord, double hi_coord, double o, double s, int64_t n, int64_t* i0,
@@ -161,7 +163,8 @@ inline int64_t guess_anchors_per_location(const float* centers, int64_t R_l) {
   const double x0 = centers[0], y0 = centers[1];
   const double tol = 1e-3 * (1.0 + std::fabs(x0) + std::fabs(y0));
   int64_t A = 1;
-  while (A < R_l && std::fabs(centers[2 * A] - x0) <= tol && std::fabs(centers[2 * A + 1] - y0) <= tol) {
+  while (A < R_l && std::fabs(centers[2 * A] - x0) <= tol &&
+         std::fabs(centers[2 * A + 1] - y0) <= tol) {
     ++A;
   }
   return R_l % A == 0 ? A : 1;
@@ -293,8 +296,8 @@ inline int64_t check_iou_match(const at::Tensor& anchors, const at::Tensor& gt_b
 // IoUs with Python floats converted to float32).
 inline std::vector<float> check_matcher(at::ArrayRef<double> thresholds, at::IntArrayRef labels) {
   TORCH_CHECK(!thresholds.empty(), "thresholds must not be empty");
-  TORCH_CHECK(thresholds[0] > 0.0, "thresholds[0] must be > 0 (IoU 0 is below every threshold), got ",
-              thresholds);
+  TORCH_CHECK(thresholds[0] > 0.0,
+              "thresholds[0] must be > 0 (IoU 0 is below every threshold), got ", thresholds);
   for (size_t i = 1; i < thresholds.size(); ++i) {
     TORCH_CHECK(thresholds[i - 1] <= thresholds[i], "thresholds must be sorted, got ", thresholds);
   }

@@ -151,7 +151,8 @@ at::Tensor iou_match_plan_cpu(const at::Tensor& anchors, at::IntArrayRef num_anc
     TORCH_CHECK(total == R, "num_anchors_per_level must sum to R = ", R);
   }
   std::vector<double> plan, ext;
-  const int64_t L = build_plans(anc.data_ptr<float>(), S, R, num_anchors_per_level, grid, plan, ext);
+  const int64_t L =
+      build_plans(anc.data_ptr<float>(), S, R, num_anchors_per_level, grid, plan, ext);
   auto out = at::empty({S, L, kPlanStride}, anchors.options().dtype(at::kDouble));
   std::copy(plan.begin(), plan.end(), out.data_ptr<double>());
   return out;

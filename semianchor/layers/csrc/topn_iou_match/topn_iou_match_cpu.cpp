@@ -1,6 +1,6 @@
-// CPU kernel of semianchor::topn_iou_match: per (image, GT) the topn anchors of highest IoU (ties to
-// the lowest anchor index, IoU 0 never selected), found among the anchors that can overlap the GT
-// (iou_match.h) with a bounded insertion buffer; each selected anchor is then claimed with a key
+// CPU kernel of semianchor::topn_iou_match: per (image, GT) the topn anchors of highest IoU (ties
+// to the lowest anchor index, IoU 0 never selected), found among the anchors that can overlap the
+// GT (iou_match.h) with a bounded insertion buffer; each selected anchor is then claimed with a key
 // that keeps the highest IoU and, among equal IoUs, the lowest GT index. Extra memory: the (N, R)
 // keys, one topn buffer per thread and the O(R) plan; never an M x R matrix.
 #include <ATen/Parallel.h>

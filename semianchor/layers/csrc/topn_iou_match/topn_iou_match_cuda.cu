@@ -1,8 +1,8 @@
-// CUDA kernel of semianchor::topn_iou_match, the CPU kernel's steps on the device (same plan, visit,
-// IoU and insertion buffer from iou_match.h / box_math.h): one thread per (image, GT) selects its
-// top-N into a slice of an (N, M, K) scratch buffer and claims the selected anchors with a 64-bit
-// atomicMax on the anchor's key (highest IoU, then lowest GT index, independent of thread order);
-// a last pass writes the outputs. Extra memory O(N*R + N*M*K), K = min(topn, R).
+// CUDA kernel of semianchor::topn_iou_match, the CPU kernel's steps on the device (same plan,
+// visit, IoU and insertion buffer from iou_match.h / box_math.h): one thread per (image, GT)
+// selects its top-N into a slice of an (N, M, K) scratch buffer and claims the selected anchors
+// with a 64-bit atomicMax on the anchor's key (highest IoU, then lowest GT index, independent of
+// thread order); a last pass writes the outputs. Extra memory O(N*R + N*M*K), K = min(topn, R).
 #include <ATen/ops/empty.h>
 #include <ATen/ops/from_blob.h>
 #include <ATen/ops/zeros.h>
