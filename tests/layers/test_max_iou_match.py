@@ -549,3 +549,45 @@ def test_assigners_match_their_dense_bodies(seed):
         topn_iou_match_reference(anchors, gt, counts, topn),
         ("matched", "iou"),
     )
+
+
+@needs_kernel
+@pytest.mark.parametrize("seed", range(8))
+def test_visit_finds_every_overlap_once_for_any_thread_split(seed):
+    """The window visit shared by the CPU and CUDA kernels, run on the CPU: for every GT, the
+    union over cooperating threads (start = 0..step-1; step = 1 is the CPU's nested loop, 128 the
+    CUDA block) is exactly the set of anchors with IoU > 0, each once, with detectron2's IoU."""
+    anchors, levels, gt, counts, _, gen = _random_case(3000 + seed)
+    if seed % 4 == 3:  # jittered grid: anchors off their ideal centres (measured extents)
+        anchors = anchors + (torch.rand(anchors.shape, generator=gen) - 0.5) * 3
+    boxes = torch.nan_to_num(gt).view(-1, 4)
+    dense = pairwise_iou(Boxes(boxes), Boxes(anchors))
+    for m in range(boxes.shape[0]):
+        expect = dense[m].nonzero()[:, 0]
+        for lv, grid in ((levels, True), (None, True), (levels, False)):
+            for step in (1, 7, 128):
+                parts = [
+                    torch.ops.semianchor.iou_match_visit(anchors, boxes[m], lv or [], grid, s, step)
+                    for s in range(step)
+                ]
+                idx = torch.cat([p[0] for p in parts])
+                val = torch.cat([p[1] for p in parts])
+                order = idx.argsort()
+                assert torch.equal(idx[order], expect), (m, lv is None, grid, step)
+                assert torch.equal(val[order], dense[m, expect])
+
+
+@needs_kernel
+def test_fallback_to_reference_warns_once(monkeypatch):
+    anchors, levels, gt, counts, topn, _ = _random_case(7)
+    per_image = anchors[None].repeat(gt.shape[0], 1, 1)
+    kernel = max_iou_match(per_image, gt, counts, levels)
+    kernel_topn = topn_iou_match(anchors, gt, counts, topn)
+    monkeypatch.setattr(extension, "has_ops", lambda device=None, op=None: False)
+    monkeypatch.setattr(extension, "_warned", set())
+    with pytest.warns(RuntimeWarning, match="max_iou_match"):
+        assert_equal(max_iou_match(per_image, gt, counts, levels), kernel)
+    with pytest.warns(RuntimeWarning, match="topn_iou_match"):
+        assert_equal(topn_iou_match(anchors, gt, counts, topn), kernel_topn, ("matched", "iou"))
+    with pytest.raises(ValueError, match="non-finite"):  # the Python-side value checks
+        max_iou_match(anchors, gt.nan_to_num() * float("inf"), counts.clamp(min=1))

@@ -37,4 +37,9 @@ TORCH_LIBRARY(semianchor, m) {
   // Inspection helper of the two ops above (CPU only, not in extension.OP_NAMES): the visit plan
   // the kernels build, (S, L, 10) float64, see csrc/iou_match.h.
   m.def("iou_match_plan(Tensor anchors, int[] num_anchors_per_level, bool grid) -> Tensor");
+  // ... and the (anchor, IoU > 0) pairs one GT's visit yields for the cooperating thread `start`
+  // of `step` (the CUDA kernels' block split, run on the CPU for testing).
+  m.def(
+      "iou_match_visit(Tensor anchors, Tensor gt_box, int[] num_anchors_per_level, bool grid, "
+      "int start, int step) -> (Tensor anchor_idx, Tensor iou)");
 }

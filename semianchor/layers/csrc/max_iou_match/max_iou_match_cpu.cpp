@@ -158,11 +158,42 @@ at::Tensor iou_match_plan_cpu(const at::Tensor& anchors, at::IntArrayRef num_anc
   return out;
 }
 
+std::tuple<at::Tensor, at::Tensor> iou_match_visit_cpu(const at::Tensor& anchors,
+                                                       const at::Tensor& gt_box,
+                                                       at::IntArrayRef num_anchors_per_level,
+                                                       bool grid, int64_t start, int64_t step) {
+  TORCH_CHECK(anchors.scalar_type() == at::kFloat && anchors.dim() == 2 && anchors.size(1) == 4,
+              "anchors must be float32 of shape (R, 4), got ", anchors.sizes());
+  TORCH_CHECK(gt_box.scalar_type() == at::kFloat && gt_box.numel() == 4,
+              "gt_box must be 4 float32 values");
+  TORCH_CHECK(step >= 1 && start >= 0 && start < step, "need 0 <= start < step");
+  const auto anc = anchors.contiguous();
+  const auto g = gt_box.contiguous();
+  const int64_t R = anchors.size(0);
+  std::vector<double> plan, ext;
+  const int64_t L = build_plans(anc.data_ptr<float>(), 1, R, num_anchors_per_level, grid, plan,
+                                ext);
+  std::vector<int64_t> idx;
+  std::vector<float> val;
+  visit_gt_overlaps(plan.data(), L, ext.data(), anc.data_ptr<float>(), g.data_ptr<float>(), start,
+                    step, [&](int64_t r, float v) {
+                      idx.push_back(r);
+                      val.push_back(v);
+                    });
+  const int64_t n = static_cast<int64_t>(idx.size());
+  auto out_i = at::empty({n}, anchors.options().dtype(at::kLong));
+  auto out_v = at::empty({n}, anchors.options());
+  std::copy(idx.begin(), idx.end(), out_i.data_ptr<int64_t>());
+  std::copy(val.begin(), val.end(), out_v.data_ptr<float>());
+  return {out_i, out_v};
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(semianchor, CPU, m) {
   m.impl("max_iou_match", &max_iou_match_cpu);
   m.impl("iou_match_plan", &iou_match_plan_cpu);
+  m.impl("iou_match_visit", &iou_match_visit_cpu);
 }
 
 }  // namespace semianchor
