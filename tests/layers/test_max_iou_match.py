@@ -442,7 +442,7 @@ def test_cuda_edge_cases(case):
 # ---------------------------------------------------------------------------------------------
 # memory: peak resident memory of a fresh process, measured around one call
 _MEMORY_CHILD = textwrap.dedent("""
-    import json, os, resource, sys, torch
+    import json, sys, torch
     sys.path.insert(0, {root!r})
     from tests.layers.helpers import grid_anchors
     from semianchor.layers import max_iou_match, max_iou_match_reference, topn_iou_match
@@ -456,30 +456,36 @@ _MEMORY_CHILD = textwrap.dedent("""
     small_gt, small_counts = gt[:, :100].contiguous(), torch.tensor([100])
     max_iou_match(anchors[:100], small_gt, small_counts)  # load the ops, warm the allocator
     topn_iou_match(anchors[:100], small_gt, small_counts, 5)
-    page = os.sysconf("SC_PAGE_SIZE")
-    def peak_bound(fn):
-        # peak resident memory during fn() minus resident memory before it <= high-water mark
-        # after it minus resident memory before it (exact when fn sets a new high-water mark)
-        with open("/proc/self/statm") as f:
-            before = int(f.read().split()[1]) * page
+    def status(key):  # bytes
+        with open("/proc/self/status") as f:
+            return next(int(l.split()[1]) * 1024 for l in f if l.startswith(key + ":"))
+    def peak_extra(fn):
+        # Reset the kernel's resident high-water mark (VmHWM) to the current resident size, run
+        # fn, and read how far the high-water mark rose: the call's peak extra resident memory.
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+        except OSError:  # no reset: an upper bound (the earlier high-water mark may be higher)
+            pass
+        before = status("VmRSS")
         fn()
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
+        return status("VmHWM") - before
     out = {{"R": anchors.shape[0], "M": M}}
-    out["max_iou"] = peak_bound(lambda: max_iou_match(anchors, gt, counts, levels))
-    out["topn"] = peak_bound(lambda: topn_iou_match(anchors, gt, counts, 50, levels))
-    out["exhaustive"] = peak_bound(lambda: max_iou_match(anchors, gt, counts, grid=False))
+    out["max_iou"] = peak_extra(lambda: max_iou_match(anchors, gt, counts, levels))
+    out["topn"] = peak_extra(lambda: topn_iou_match(anchors, gt, counts, 50, levels))
+    out["exhaustive"] = peak_extra(lambda: max_iou_match(anchors, gt, counts, grid=False))
     # control: the dense reference at M = 100 must register its (M, R) matrices
-    out["dense_100"] = peak_bound(lambda: max_iou_match_reference(anchors, small_gt, small_counts))
+    out["dense_100"] = peak_extra(lambda: max_iou_match_reference(anchors, small_gt, small_counts))
     print(json.dumps(out))
     """)
 
 
 @needs_kernel
 def test_memory_is_independent_of_m_times_r():
-    """2000 GTs x 200,700 anchors: R x M x 4 bytes = 1.6 GB. In a fresh process, an upper bound
-    of each kernel's peak extra resident memory (ru_maxrss after the call minus the resident size
-    before it) stays below 1/20 of that and below 64 MiB; the dense reference at M = 100 (80 MB
-    per (M, R) float matrix) shows that the measurement does see dense allocations."""
+    """2000 GTs x 200,700 anchors: R x M x 4 bytes = 1.6 GB. In a fresh process, each kernel's
+    peak extra resident memory (Linux VmHWM, reset through /proc/self/clear_refs just before the
+    call, minus VmRSS before it) stays below 1/20 of that and below 64 MiB; the dense reference
+    at M = 100 (80 MB per (M, R) float matrix) shows that the measurement sees dense allocations."""
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     code = _MEMORY_CHILD.format(root=root)
     env = dict(os.environ, PYTHONWARNINGS="ignore", PYTHONPATH=root)
