@@ -10,6 +10,11 @@ Cases whose dense intermediates would not fit the budget are skipped with their 
 
     python benchmarks/bench_kernels.py --json benchmarks/bench_kernels.json   # full table (~20 min)
     python benchmarks/bench_kernels.py --quick    # a few small cases
+    python benchmarks/bench_kernels.py --ops max_iou,topn   # issue 17's matching ops
+
+``max_iou`` / ``topn`` (issue 17): ``max_iou_match`` / ``topn_iou_match`` (topn = 50) kernels vs
+today's dense path (detectron2 ``pairwise_iou`` + ``Matcher`` as ``MaxIoUAssigner``; the dense
+``topn_iou_assignment`` code, ``topn_iou_match_reference``), one image, A = 9 and 25, M up to 2000.
 """
 
 import argparse
@@ -36,9 +41,14 @@ def make_anchors(A):
 
     if A == 1:  # ATSS: one square anchor of size 8 * stride per location
         sizes, ratios = [[8 * s] for s in STRIDES], [[1.0]]
-    else:  # RetinaNet: 3 scales x 3 aspect ratios
+    elif A == 9:  # RetinaNet: 3 scales x 3 aspect ratios
         sizes = [[x * 2 ** (i / 3) for i in range(3)] for x in (32, 64, 128, 256, 512)]
         ratios = [[0.5, 1.0, 2.0]]
+    elif A == 25:  # issue 17's dense stress case: 5 scales x 5 aspect ratios
+        sizes = [[x * 2 ** (i / 5) for i in range(5)] for x in (32, 64, 128, 256, 512)]
+        ratios = [[0.25, 0.5, 1.0, 2.0, 4.0]]
+    else:
+        raise ValueError(f"no anchor set with A = {A}")
     gen = DefaultAnchorGenerator(
         sizes=sizes, aspect_ratios=ratios, strides=list(STRIDES), offset=0.0
     )
@@ -101,6 +111,23 @@ def atss_dense(anchors, num_anchors_per_level, gt_boxes, gt_counts, topk=9, A=1)
     return torch.stack(out)
 
 
+def max_iou_dense(anchors, gt_boxes, gt_counts):
+    """Today's MaxIoUAssigner body: per image detectron2's dense (M, R) pairwise_iou + Matcher
+    (RetinaNet's thresholds, low-quality matches on) and the per-anchor max IoU."""
+    import torch
+    from detectron2.modeling.matcher import Matcher
+    from detectron2.structures import Boxes, pairwise_iou
+
+    matcher = Matcher([0.4, 0.5], [0, -1, 1], allow_low_quality_matches=True)
+    boxes = Boxes(anchors)
+    out = []
+    for n in range(gt_boxes.shape[0]):
+        iou = pairwise_iou(Boxes(gt_boxes[n, : int(gt_counts[n])]), boxes)
+        idx, labels = matcher(iou)
+        out.append((idx, labels, iou.max(dim=0).values))
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 # one measurement (child process)
 def run_case(op, impl, A, M, N, repeats):
@@ -112,7 +139,17 @@ def run_case(op, impl, A, M, N, repeats):
     anchors, levels = make_anchors(A)
     gt, counts = make_gts(N, M)
     R = anchors.shape[0]
-    if op == "atss":
+    if op == "max_iou":
+        fn = {
+            "kernel": lambda: layers.max_iou_match(anchors, gt, counts, levels),
+            "dense": lambda: max_iou_dense(anchors, gt, counts),
+        }[impl]
+    elif op == "topn":
+        fn = {
+            "kernel": lambda: layers.topn_iou_match(anchors, gt, counts, 50, levels),
+            "dense": lambda: layers.topn_iou_match_reference(anchors, gt, counts, 50),
+        }[impl]
+    elif op == "atss":
         fn = {
             "kernel": lambda: layers.atss_candidate_stats(
                 anchors, levels, gt, counts, anchors_per_location=A
@@ -134,10 +171,16 @@ def run_case(op, impl, A, M, N, repeats):
             ),
         }[impl]
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with open("/proc/self/statm") as f:  # resident pages now (Linux)
+        resident = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
     t0 = time.perf_counter()
     fn()
     first = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    if op in ("max_iou", "topn"):
+        # an upper bound of the call's peak extra resident memory that cannot under-read: the
+        # high-water mark after the call minus the resident size before it
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - resident
     times = [first]
     if first < 2.0:
         times = []
@@ -150,7 +193,7 @@ def run_case(op, impl, A, M, N, repeats):
 
 # --------------------------------------------------------------------------------------------
 # driver
-NUM_ANCHORS = {1: 22300, 9: 200700}  # 800x1333, P3-P7
+NUM_ANCHORS = {1: 22300, 9: 200700, 25: 557500}  # 800x1333, P3-P7
 
 
 def estimated_bytes(op, impl, A, M, N):
@@ -167,6 +210,10 @@ def estimated_bytes(op, impl, A, M, N):
         op == "atss" and impl == "reference"
     ):  # (N, M, R0) d2 + sort values/indices; (N, M, R) claims
         return max(N * M * R0 * (4 * 4 + 8), N * M * R * 5)
+    if op == "max_iou":  # detectron2 pairwise_iou + Matcher: measured ~25 bytes per pair
+        return 25 * N * R * M
+    if op == "topn":  # dense IoU, topk, int64 cumsum of the ties, masks: ~32 bytes per pair
+        return 32 * N * R * M
     if op == "iou_max":  # (N, R, M) intermediates of the dense reference
         return 8 * N * R * M * 4
     return 0
@@ -192,7 +239,11 @@ def main():
     )
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", help="also write the raw rows here")
-    p.add_argument("--ops", default="atss,iou_max,iou_matched", help="comma-separated subset")
+    p.add_argument(
+        "--ops",
+        default="atss,iou_max,iou_matched,max_iou,topn",
+        help="comma-separated subset",
+    )
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
@@ -203,17 +254,21 @@ def main():
         return
 
     As, Ms, Ns = ((1, 9), (10, 100, 1000), (1, 8)) if not args.quick else ((1,), (10, 100), (1,))
+    # issue 17's matching ops: one image, A = 9 and 25, up to 2000 GTs
+    match_cases = ((9, 25), (10, 100, 500, 2000), (1,)) if not args.quick else ((9,), (10,), (1,))
     plan = []
     for op, impls in (
         ("atss", ("kernel", "reference", "dense")),
         ("iou_max", ("kernel", "reference")),
         ("iou_matched", ("kernel", "reference")),
+        ("max_iou", ("kernel", "dense")),
+        ("topn", ("kernel", "dense")),
     ):
         if op not in args.ops.split(","):
             continue
-        for A in As:
-            for N in Ns:
-                for M in Ms:
+        for A in match_cases[0] if op in ("max_iou", "topn") else As:
+            for N in match_cases[2] if op in ("max_iou", "topn") else Ns:
+                for M in match_cases[1] if op in ("max_iou", "topn") else Ms:
                     plan.append((op, impls, A, M, N))
     rows = []
     import torch

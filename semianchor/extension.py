@@ -18,7 +18,13 @@ import torch
 
 __all__ = ["OP_NAMES", "has_ops", "load_ops", "load_error"]
 
-OP_NAMES = ("iou_after_regression", "atss_candidates", "atss_assign")
+OP_NAMES = (
+    "iou_after_regression",
+    "atss_candidates",
+    "atss_assign",
+    "max_iou_match",
+    "topn_iou_match",
+)
 
 _state = {"loaded": None, "error": None}
 

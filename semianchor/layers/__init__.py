@@ -19,6 +19,14 @@ from .iou_after_regression import (
     iou_after_regression_reference,
     pairwise_iou_giou,
 )
+from .max_iou_match import (
+    iou_match_levels,
+    max_iou_match,
+    max_iou_match_reference,
+    pairwise_iou_d2,
+    topn_iou_match,
+    topn_iou_match_reference,
+)
 
 __all__ = [
     "atss_assign",
@@ -30,8 +38,14 @@ __all__ = [
     "box_area",
     "decode_boxes",
     "infer_level_grids",
+    "iou_match_levels",
     "iou_after_regression",
     "iou_after_regression_reference",
+    "max_iou_match",
+    "max_iou_match_reference",
     "num_candidates",
+    "pairwise_iou_d2",
     "pairwise_iou_giou",
+    "topn_iou_match",
+    "topn_iou_match_reference",
 ]

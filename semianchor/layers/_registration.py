@@ -58,6 +58,43 @@ def register_python_kernels() -> None:
             cand_scores.new_empty((N, M)),
         )
 
-    for name in ("iou_after_regression", "atss_candidates", "atss_assign"):
+    def _anchors_nr(anchors, gt_boxes):
+        torch._check(gt_boxes.dim() == 3, lambda: "gt_boxes must have shape (N, M, 4)")
+        torch._check(anchors.dim() in (2, 3), lambda: "anchors must have shape (R, 4) or (N, R, 4)")
+        return gt_boxes.shape[0], anchors.shape[-2]
+
+    @torch.library.register_fake("semianchor::max_iou_match")
+    def _max_iou_match_fake(
+        anchors,
+        gt_boxes,
+        gt_counts,
+        num_anchors_per_level,
+        thresholds,
+        labels,
+        allow_low_quality_matches,
+        grid,
+    ):
+        N, R = _anchors_nr(anchors, gt_boxes)
+        return (
+            gt_boxes.new_empty((N, R), dtype=torch.int64),
+            gt_boxes.new_empty((N, R), dtype=torch.int8),
+            gt_boxes.new_empty((N, R), dtype=torch.float32),
+        )
+
+    @torch.library.register_fake("semianchor::topn_iou_match")
+    def _topn_iou_match_fake(anchors, gt_boxes, gt_counts, num_anchors_per_level, topn, grid):
+        N, R = _anchors_nr(anchors, gt_boxes)
+        return (
+            gt_boxes.new_empty((N, R), dtype=torch.int64),
+            gt_boxes.new_empty((N, R), dtype=torch.float32),
+        )
+
+    for name in (
+        "iou_after_regression",
+        "atss_candidates",
+        "atss_assign",
+        "max_iou_match",
+        "topn_iou_match",
+    ):
         for device_type in ("cpu", "cuda"):
             torch.library.register_autocast(f"semianchor::{name}", device_type, torch.float32)

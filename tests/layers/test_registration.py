@@ -57,6 +57,14 @@ def _op_samples(device="cpu"):
             (anchors, gt, counts, levels, 4, 1, [0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0] * len(levels)),
         ],
         "atss_assign": [(idx, iou, anchors, gt, counts, 0.01)],
+        "max_iou_match": [
+            (anchors, gt, counts, levels, [0.4, 0.5], [0, -1, 1], True, True),
+            (anchors[None].repeat(2, 1, 1), gt, counts, [], [0.5], [0, 1], False, False),
+        ],
+        "topn_iou_match": [
+            (anchors, gt, counts, levels, 9, True),
+            (anchors[None].repeat(2, 1, 1), gt, counts, [], 3, False),
+        ],
     }
 
 

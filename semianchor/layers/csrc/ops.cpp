@@ -26,4 +26,20 @@ TORCH_LIBRARY(semianchor, m) {
       "atss_assign(Tensor cand_idx, Tensor cand_scores, Tensor anchors, Tensor gt_boxes, "
       "Tensor gt_counts, float center_eps) "
       "-> (Tensor matched_gt, Tensor matched_score, Tensor threshold)");
+  m.def(
+      "max_iou_match(Tensor anchors, Tensor gt_boxes, Tensor gt_counts, "
+      "int[] num_anchors_per_level, float[] thresholds, int[] labels, "
+      "bool allow_low_quality_matches, bool grid) "
+      "-> (Tensor matched_idx, Tensor match_labels, Tensor max_iou)");
+  m.def(
+      "topn_iou_match(Tensor anchors, Tensor gt_boxes, Tensor gt_counts, "
+      "int[] num_anchors_per_level, int topn, bool grid) -> (Tensor matched_gt, Tensor iou)");
+  // Inspection helper of the two ops above (CPU only, not in extension.OP_NAMES): the visit plan
+  // the kernels build, (S, L, 10) float64, see csrc/iou_match.h.
+  m.def("iou_match_plan(Tensor anchors, int[] num_anchors_per_level, bool grid) -> Tensor");
+  // ... and the (anchor, IoU > 0) pairs one GT's visit yields for the cooperating thread `start`
+  // of `step` (the CUDA kernels' block split, run on the CPU for testing).
+  m.def(
+      "iou_match_visit(Tensor anchors, Tensor gt_box, int[] num_anchors_per_level, bool grid, "
+      "int start, int step) -> (Tensor anchor_idx, Tensor iou)");
 }

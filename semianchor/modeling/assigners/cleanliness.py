@@ -40,7 +40,7 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
-from ...layers import box_area, iou_after_regression, pairwise_iou_giou
+from ...layers import iou_after_regression, topn_iou_match
 from .base import AssignInputs, AssignResult, LabelAssigner
 from .build import from_node, register_assigner_builder
 
@@ -52,14 +52,6 @@ __all__ = [
     "normalize_to_unit_mean",
     "safe_inverse_complement",
 ]
-
-
-def _iou_matrix(gt: Tensor, anchors: Tensor) -> Tensor:
-    """(M, 4) x (R, 4) -> (M, R) IoU with the kernels' box math (0 for an empty union)."""
-    iou, _ = pairwise_iou_giou(
-        gt[:, None], box_area(gt)[:, None], anchors[None], box_area(anchors)[None], with_giou=False
-    )
-    return iou
 
 
 @torch.no_grad()
@@ -80,32 +72,9 @@ def topn_iou_assignment(
     Conflicts go to the highest IoU (ties: lowest GT index); ties at the N-th place of a GT's
     ranking to the lowest anchor indices; IoU 0 never makes a positive.
     """
-    N, R = gt_boxes.shape[0], anchors.shape[-2]
-    matched = torch.full((N, R), -1, dtype=torch.int64, device=anchors.device)
-    best_iou = torch.zeros((N, R), dtype=torch.float32, device=anchors.device)
-    n_top = min(int(topn), R)
-    if n_top == 0:
-        return matched, best_iou
-    for i in range(N):
-        m = int(gt_counts[i])
-        if m == 0:
-            continue
-        image_anchors = anchors[i] if anchors.dim() == 3 else anchors
-        iou = _iou_matrix(gt_boxes[i, :m].float(), image_anchors.float())  # (M, R)
-        # value of the N-th best anchor per GT; everything strictly above it is in, and of the
-        # anchors equal to it the lowest indices fill the remaining places (deterministic).
-        kth = iou.topk(n_top, dim=1).values[:, -1:]  # (M, 1)
-        above = iou > kth
-        at = iou == kth
-        remaining = n_top - above.sum(dim=1, keepdim=True)
-        selected = above | (at & (at.cumsum(dim=1) <= remaining))
-        selected &= iou > 0
-        cand = torch.where(selected, iou, torch.full_like(iou, -1.0))
-        val, gt_idx = cand.max(dim=0)  # first maximal index: ties -> lowest GT index
-        pos = val > 0
-        matched[i] = torch.where(pos, gt_idx, torch.full_like(gt_idx, -1))
-        best_iou[i] = torch.where(pos, val, torch.zeros_like(val))
-    return matched, best_iou
+    # The dense per-image code this replaces is topn_iou_match_reference; the kernel visits only
+    # the anchors that overlap each GT and never builds the (M, R) IoU matrix.
+    return topn_iou_match(anchors, gt_boxes, gt_counts, int(topn))
 
 
 def safe_inverse_complement(x: Tensor, eps: float) -> Tensor:

@@ -5,8 +5,8 @@ from typing import Sequence
 import torch
 
 from detectron2.modeling.matcher import Matcher
-from detectron2.structures import Boxes, pairwise_iou
 
+from ...layers import max_iou_match
 from .base import AssignInputs, AssignResult, LabelAssigner
 
 __all__ = ["MaxIoUAssigner"]
@@ -37,19 +37,21 @@ class MaxIoUAssigner(LabelAssigner):
         return f"thresholds={m.thresholds[1:-1]}, labels={m.labels}, low_quality={m.allow_low_quality_matches}"
 
     def assign(self, inputs: AssignInputs) -> AssignResult:
-        N, R = inputs.num_images, inputs.num_anchors
-        matched = torch.full((N, R), -1, dtype=torch.int64, device=inputs.anchors.device)
-        ious = torch.zeros((N, R), dtype=torch.float32, device=inputs.anchors.device)
-        for i in range(N):
-            m = int(inputs.gt_counts[i])
-            if m == 0:
-                continue
-            iou = pairwise_iou(
-                Boxes(inputs.gt_boxes[i, :m]), Boxes(inputs.image_anchors(i))
-            )  # (M, R)
-            idx, match_labels = self.matcher(iou)
-            ious[i] = iou.max(dim=0).values
-            matched[i] = torch.where(match_labels == 1, idx, torch.where(match_labels == 0, -1, -2))
+        # pairwise_iou + Matcher per image, without the (M, R) IoU matrix (same results).
+        m = self.matcher
+        idx, match_labels, ious = max_iou_match(
+            inputs.anchors,
+            inputs.gt_boxes,
+            inputs.gt_counts,
+            inputs.num_anchors_per_level,
+            thresholds=m.thresholds[1:-1],
+            labels=m.labels,
+            allow_low_quality_matches=m.allow_low_quality_matches,
+        )
+        matched = torch.where(match_labels == 1, idx, torch.where(match_labels == 0, -1, -2))
+        # an image without GTs is all background (the Matcher's empty default would be labels[0])
+        has_gt = (inputs.gt_counts > 0).to(matched.device)[:, None]
+        matched = torch.where(has_gt, matched, torch.full_like(matched, -1))
         return AssignResult.from_matches(
             matched, inputs.gt_classes, inputs.num_classes, extras={"max_iou": ious}
         )
