@@ -90,12 +90,28 @@ def add_semianchor_config(cfg: CN) -> CN:
     _C.SAD.INFERENCE_TOPK = 2
     _C.SAD.INFERENCE_TAU = 0.1
 
-    # ---- PADet (encoder-decoder backbone; the rest of its yacs twin is still to come) --------
+    # ---- PADet (configs/common/models/padet.py) ---------------------------------------------
     _C.PADET = CN()
     _C.PADET.ENCODER = "vgg16"  # or "resnet" (MODEL.RESNETS.DEPTH)
     _C.PADET.ENCODER_WIDTH = 1.0
     _C.PADET.NUM_EXTRA = 3  # extra encoder blocks: 3 for VGG-16 at 384, 4 at 512, 2 for ResNet
     _C.PADET.DECODER_CHANNELS = 256
+    _C.PADET.INPUT_SIZE = 384  # SSD prior sizes: INPUT_SIZE x SIZE_FRACTIONS
+    _C.PADET.SIZE_FRACTIONS = [0.07, 0.15, 0.33, 0.51, 0.69, 0.87]
+    _C.PADET.ASPECT_RATIOS = [[1.0, 2.0, 3.0, 0.5, 1 / 3]] * 4 + [[1.0, 2.0, 0.5]] * 2
+    _C.PADET.STRIDES = [8, 16, 32, 64, 128, 384]
+    _C.PADET.FAM_MODE = "disentangled"
+    _C.PADET.FAM_LEVELS = 4
+    _C.PADET.FAM_GRAD_MUL = 0.0
+    _C.PADET.USE_APM = True
+    _C.PADET.PROMOTE = True
+    _C.PADET.THETA = 0.01  # < 0: no theta rule / gate
+    _C.PADET.NEG_POS_RATIO = 3.0
+    _C.PADET.APM_NEG_POS_RATIO = 3.0
+    _C.PADET.SOFT_NMS_METHOD = "linear"
+    _C.PADET.SOFT_NMS_IOU = 0.3
+    _C.PADET.SOFT_NMS_SIGMA = 0.5
+    _C.PADET.SOFT_NMS_MIN_SCORE = 0.001
 
     # ---- proposal generators (NoisyAnchorRPN) ---------------------------------------------
     _C.RPN = CN()

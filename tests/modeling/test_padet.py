@@ -233,3 +233,25 @@ def test_training_step_under_autocast(tiny_padet):
         losses = model(make_batch(2, size=96))
     assert all(v.dtype == torch.float32 and torch.isfinite(v) for v in losses.values())
     assert isinstance(model, PADet)
+
+
+def test_lazy_and_yacs_builds_have_identical_state_dict_keys():
+    from detectron2.config import get_cfg
+    from detectron2.modeling import build_model
+
+    from semianchor.config import add_semianchor_config
+
+    cfg = add_semianchor_config(get_cfg())
+    cfg.merge_from_file(os.path.join(REPO, "configs/yacs/PADet_VGG16_384.yaml"))
+    cfg.MODEL.DEVICE = "cpu"
+    cfg.MODEL.SEMIANCHOR.PADET.ENCODER_WIDTH = 0.125
+    yacs = build_model(cfg)
+    lazy_cfg = LazyConfig.load(os.path.join(REPO, "configs/COCO-Detection/padet_VGG16_384.py"))
+    lazy_cfg.model.backbone.encoder.width = 0.125
+    lazy = instantiate(lazy_cfg.model)
+    sa, sb = lazy.state_dict(), yacs.state_dict()
+    assert sorted(sa) == sorted(sb) and all(sa[k].shape == sb[k].shape for k in sa)
+    assert repr(yacs.assigner) == repr(lazy.assigner)
+    assert yacs.anchor_generator.num_cell_anchors == lazy.anchor_generator.num_cell_anchors
+    for attr in ("soft_nms", "theta", "neg_pos_ratio", "test_score_thresh", "max_detections_per_image"):
+        assert getattr(yacs, attr) == getattr(lazy, attr), attr

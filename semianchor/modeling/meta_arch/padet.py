@@ -99,6 +99,51 @@ class PADet(AssignmentDetector):
         self.soft_nms = dict(method="linear", iou_threshold=0.3, sigma=0.5, min_score=0.001)
         self.soft_nms.update(soft_nms or {})
 
+    @classmethod
+    def from_config(cls, cfg):
+        from ..anchors import SSDAnchorGenerator, ssd_sizes
+        from ..assigners import MaxIoUAssigner, StagedAssigner
+        from ..assigners.padet import PromotedAnchorAssigner
+
+        p = cfg.MODEL.SEMIANCHOR.PADET
+        theta = p.THETA if p.THETA >= 0 else None
+        ret = super().from_config(cfg)
+        mins, maxs = ssd_sizes(p.INPUT_SIZE, p.SIZE_FRACTIONS)
+        ret["anchor_generator"] = SSDAnchorGenerator(
+            min_sizes=mins, max_sizes=maxs, aspect_ratios=p.ASPECT_RATIOS, strides=p.STRIDES
+        )
+        band = dict(thresholds=[0.3, 0.5], labels=[0, -1, 1])
+        ret["assigner"] = StagedAssigner(
+            stages=[
+                ("initial", MaxIoUAssigner(**band)),
+                ("promoted", PromotedAnchorAssigner(**band, promote=p.PROMOTE, theta=theta)),
+            ]
+        )
+        ret.update(use_apm=p.USE_APM, promote=p.PROMOTE, theta=theta, neg_pos_ratio=p.NEG_POS_RATIO)
+        ret.update(apm_neg_pos_ratio=p.APM_NEG_POS_RATIO)
+        ret["soft_nms"] = dict(
+            method=p.SOFT_NMS_METHOD,
+            iou_threshold=p.SOFT_NMS_IOU,
+            sigma=p.SOFT_NMS_SIGMA,
+            min_score=p.SOFT_NMS_MIN_SCORE,
+        )
+        return ret
+
+    @classmethod
+    def head_from_config(cls, cfg, feature_shapes):
+        from ..heads.padet_head import PADetHead
+
+        p = cfg.MODEL.SEMIANCHOR.PADET
+        return PADetHead(
+            input_shape=feature_shapes,
+            num_classes=cfg.MODEL.SEMIANCHOR.NUM_CLASSES,
+            num_anchors=[len(r) + 1 for r in p.ASPECT_RATIOS],  # + SSD's extra square
+            fam_mode=p.FAM_MODE,
+            fam_levels=p.FAM_LEVELS,
+            fam_grad_mul=p.FAM_GRAD_MUL,
+            prior_prob=cfg.MODEL.SEMIANCHOR.HEAD.PRIOR_PROB,
+        )
+
     # ------------------------------------------------------------------ assignment
     def assign_inputs_extras(self, preds: Dict[str, Tensor]) -> Dict[str, object]:
         return {
