@@ -24,6 +24,7 @@ OP_NAMES = (
     "atss_assign",
     "max_iou_match",
     "topn_iou_match",
+    "soft_nms",
 )
 
 _state = {"loaded": None, "error": None}

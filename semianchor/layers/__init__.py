@@ -27,6 +27,7 @@ from .max_iou_match import (
     topn_iou_match,
     topn_iou_match_reference,
 )
+from .soft_nms import SOFT_NMS_METHODS, soft_nms, soft_nms_reference
 
 __all__ = [
     "atss_assign",
@@ -48,4 +49,7 @@ __all__ = [
     "pairwise_iou_giou",
     "topn_iou_match",
     "topn_iou_match_reference",
+    "SOFT_NMS_METHODS",
+    "soft_nms",
+    "soft_nms_reference",
 ]

@@ -98,3 +98,17 @@ def register_python_kernels() -> None:
     ):
         for device_type in ("cpu", "cuda"):
             torch.library.register_autocast(f"semianchor::{name}", device_type, torch.float32)
+
+    @torch.library.register_fake("semianchor::soft_nms")
+    def _soft_nms_fake(boxes, scores, classes, method, iou_threshold, sigma, min_score, max_kept):
+        torch._check(boxes.dim() == 2, lambda: "boxes must have shape (R, 4)")
+        torch._check(scores.dim() == 1, lambda: "scores must have shape (R,)")
+        # The number of kept boxes depends on the data: an unbacked size, at most R and max_kept.
+        P = torch.library.get_ctx().new_dynamic_size()
+        torch._check(P <= boxes.shape[0])
+        if max_kept >= 0:
+            torch._check(P <= max_kept)
+        return boxes.new_empty((P,), dtype=torch.int64), scores.new_empty((P,))
+
+    for device_type in ("cpu", "cuda"):
+        torch.library.register_autocast("semianchor::soft_nms", device_type, torch.float32)

@@ -42,4 +42,7 @@ TORCH_LIBRARY(semianchor, m) {
   m.def(
       "iou_match_visit(Tensor anchors, Tensor gt_box, int[] num_anchors_per_level, bool grid, "
       "int start, int step) -> (Tensor anchor_idx, Tensor iou)");
+  m.def(
+      "soft_nms(Tensor boxes, Tensor scores, Tensor? classes, str method, float iou_threshold, "
+      "float sigma, float min_score, int max_kept) -> (Tensor keep, Tensor scores)");
 }

@@ -1,0 +1,136 @@
+// CPU kernel of semianchor::soft_nms: boxes grouped by class (stable, so each class keeps its
+// boxes in index order), then Algorithm 1 per class, classes in parallel. Per class of n boxes the
+// work is O(n * picks) <= O(n^2) and the memory O(n): the live boxes sit compacted in index order,
+// one pass per pick rescores them, drops those below min_score and finds the next pick.
+#include <ATen/Parallel.h>
+#include <ATen/ops/empty.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <numeric>
+#include <utility>
+#include <vector>
+
+#include "box_math.h"
+#include "checks.h"
+#include "soft_nms.h"
+
+namespace semianchor {
+namespace {
+
+struct Kept {
+  float score;
+  int64_t index;
+};
+
+// Algorithm 1 on the boxes `members` (ascending indices) of one class; appends at most `limit`
+// (index, score) picks to `out`, in pick order (decreasing score, ties to the lowest index).
+void soft_nms_one_class(const float* boxes, const float* scores, const float* areas,
+                        const int64_t* members, int64_t n, int method, double iou_threshold,
+                        float sigma, double min_score, int64_t limit, std::vector<Kept>& out) {
+  std::vector<int64_t> idx;
+  std::vector<float> sc;
+  idx.reserve(n);
+  sc.reserve(n);
+  int64_t best = -1;
+  for (int64_t k = 0; k < n; ++k) {
+    const float s = scores[members[k]];
+    if (static_cast<double>(s) < min_score) continue;
+    if (best < 0 || s > sc[best]) best = static_cast<int64_t>(sc.size());  // '>': lowest index
+    idx.push_back(members[k]);
+    sc.push_back(s);
+  }
+  int64_t live = static_cast<int64_t>(idx.size());
+  for (int64_t picks = 0; picks < limit && live > 0; ++picks) {
+    const int64_t p = idx[best];
+    out.push_back({sc[best], p});
+    const float* pb = boxes + 4 * p;
+    const float pa = areas[p];
+    const int64_t skip = best;
+    int64_t w = 0;
+    best = -1;
+    for (int64_t r = 0; r < live; ++r) {
+      if (r == skip) continue;
+      const int64_t j = idx[r];
+      const float iou = iou_with_areas(pb, pa, boxes + 4 * j, areas[j], nullptr);
+      const float s = soft_nms_rescore(method, sc[r], iou, iou_threshold, sigma);
+      if (static_cast<double>(s) < min_score) continue;
+      idx[w] = j;  // w <= r: compaction in place keeps index order
+      sc[w] = s;
+      if (best < 0 || s > sc[best]) best = w;
+      ++w;
+    }
+    live = w;
+  }
+}
+
+std::tuple<at::Tensor, at::Tensor> soft_nms_cpu(const at::Tensor& boxes, const at::Tensor& scores,
+                                                const std::optional<at::Tensor>& classes,
+                                                c10::string_view method, double iou_threshold,
+                                                double sigma, double min_score,
+                                                int64_t max_kept) {
+  check_soft_nms(boxes, scores, classes, iou_threshold, sigma, min_score, max_kept);
+  const int m = parse_soft_nms_method(method);
+  const int64_t R = boxes.size(0);
+  const auto b = boxes.contiguous();
+  const auto s = scores.contiguous();
+  const auto c = classes.has_value() ? classes->contiguous() : at::Tensor();
+  check_finite_boxes(b, "boxes");
+  const float* b_p = b.data_ptr<float>();
+  const float* s_p = s.data_ptr<float>();
+  for (int64_t i = 0; i < R; ++i) {
+    TORCH_CHECK_VALUE(std::isfinite(s_p[i]), "scores holds non-finite values");
+  }
+  std::vector<float> areas(R);
+  for (int64_t i = 0; i < R; ++i) areas[i] = box_area(b_p + 4 * i);
+
+  // Boxes grouped by class, each class in ascending index order; segment bounds in `starts`.
+  std::vector<int64_t> order(R);
+  std::iota(order.begin(), order.end(), int64_t{0});
+  std::vector<int64_t> starts{0};
+  if (c.defined()) {
+    const int64_t* c_p = c.data_ptr<int64_t>();
+    std::stable_sort(order.begin(), order.end(),
+                     [c_p](int64_t x, int64_t y) { return c_p[x] < c_p[y]; });
+    for (int64_t k = 1; k < R; ++k) {
+      if (c_p[order[k]] != c_p[order[k - 1]]) starts.push_back(k);
+    }
+  }
+  starts.push_back(R);
+  const int64_t S = R > 0 ? static_cast<int64_t>(starts.size()) - 1 : 0;
+  const int64_t limit = max_kept < 0 ? R : max_kept;
+  const float sigma_f = static_cast<float>(sigma);
+
+  std::vector<std::vector<Kept>> per_class(S);
+  at::parallel_for(0, S, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t k = begin; k < end; ++k) {
+      soft_nms_one_class(b_p, s_p, areas.data(), order.data() + starts[k],
+                         starts[k + 1] - starts[k], m, iou_threshold, sigma_f, min_score, limit,
+                         per_class[k]);
+    }
+  });
+
+  // Classes never interact and each one's picks have non-increasing scores, so sorting all picks
+  // by (score desc, index asc) is the order of one global Algorithm 1 run over all classes.
+  std::vector<Kept> all;
+  for (auto& v : per_class) all.insert(all.end(), v.begin(), v.end());
+  std::sort(all.begin(), all.end(), [](const Kept& x, const Kept& y) {
+    return x.score > y.score || (x.score == y.score && x.index < y.index);
+  });
+  const int64_t P = std::min<int64_t>(static_cast<int64_t>(all.size()), limit);
+  auto keep = at::empty({P}, boxes.options().dtype(at::kLong));
+  auto kept_scores = at::empty({P}, scores.options());
+  int64_t* k_p = keep.data_ptr<int64_t>();
+  float* ks_p = kept_scores.data_ptr<float>();
+  for (int64_t i = 0; i < P; ++i) {
+    k_p[i] = all[i].index;
+    ks_p[i] = all[i].score;
+  }
+  return {keep, kept_scores};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(semianchor, CPU, m) { m.impl("soft_nms", &soft_nms_cpu); }
+
+}  // namespace semianchor
