@@ -45,8 +45,9 @@ def _validate(
     iou_threshold, sigma, min_score = float(iou_threshold), float(sigma), float(min_score)
     if not math.isfinite(iou_threshold):
         raise ValueError(f"iou_threshold must be finite, got {iou_threshold}")
-    if not (math.isfinite(sigma) and sigma > 0):
-        raise ValueError(f"sigma must be finite and > 0, got {sigma}")
+    # sigma is used as a float32: one that rounds to 0 would give exp(-0 / 0) = NaN at IoU 0
+    if not (math.isfinite(sigma) and float(torch.tensor(sigma, dtype=torch.float32)) > 0):
+        raise ValueError(f"sigma must be finite and > 0 (also as a float32), got {sigma}")
     if not (math.isfinite(min_score) and min_score >= 0):
         raise ValueError(f"min_score must be finite and >= 0, got {min_score}")
     if isinstance(max_kept, bool) or not isinstance(max_kept, int) or max_kept < -1:
@@ -92,8 +93,7 @@ def soft_nms(
         scores: (R,) scores (finite).
         classes: (R,) integer class per box, or None (one class).
         method: ``"linear"``, ``"gaussian"`` or ``"hard"``.
-        iou_threshold: N_t of the linear and hard methods (compared with the float32 IoU in
-            double precision).
+        iou_threshold: N_t of the linear and hard methods.
         sigma: > 0, the Gaussian method's sigma.
         min_score: >= 0; a box is dropped once its (initial or decayed) score is below it.
         max_kept: at most this many boxes are returned over all classes (the highest-scoring);
@@ -106,8 +106,9 @@ def soft_nms(
 
     IoU follows detectron2 (no +1 on widths; 0 when the union is empty, e.g. two zero-area
     boxes) and is computed in float32 with the same operations as
-    :func:`~semianchor.layers.pairwise_iou_giou`; ``exp`` is evaluated in float64 and rounded
-    once. The CPU / CUDA kernels and :func:`soft_nms_reference` therefore return identical
+    :func:`~semianchor.layers.pairwise_iou_giou`. ``iou_threshold``, ``sigma`` and ``min_score``
+    are rounded to float32 and every comparison and product is float32 (so an IoU of exactly
+    0.7 meets ``iou_threshold=0.7``); ``exp`` is evaluated in float64 and rounded once. The CPU / CUDA kernels and :func:`soft_nms_reference` therefore return identical
     results. Kernels: O(R) memory, O(sum over classes of n_c * picks_c) time (at most
     O(R^2) for one class). Not differentiable.
     """
@@ -162,10 +163,14 @@ def soft_nms_reference(
     device = boxes.device
     cls = classes if classes is not None else torch.zeros(R, dtype=torch.long, device=device)
     dead = torch.tensor(-math.inf, device=device)
-    # Thresholds are compared in double (the kernels promote the float32 value to double).
-    live_score = torch.where(scores.double() < min_score, dead, scores)
+    # The parameters as float32 0-dim tensors: every comparison and division is float32, as in the
+    # kernels (a Python float would leave the rounding of the scalar to the backend).
+    f32 = dict(dtype=torch.float32, device=device)
+    thr_t = torch.tensor(iou_threshold, **f32)
+    sigma_t = torch.tensor(sigma, **f32)
+    min_t = torch.tensor(min_score, **f32)
+    live_score = torch.where(scores < min_t, dead, scores)
     areas = box_area(boxes)
-    sigma_t = torch.tensor(sigma, dtype=torch.float32, device=device)  # float32 division
     limit = R if max_kept < 0 else max_kept
     keep, kept = [], []
     while len(keep) < limit and R:
@@ -181,11 +186,11 @@ def soft_nms_reference(
             factor = torch.exp((-(iou * iou) / sigma_t).double()).float()
             new = live_score * factor
         else:
-            hit = iou.double() >= iou_threshold
+            hit = iou >= thr_t
             decayed = live_score * (1 - iou) if method == "linear" else torch.zeros_like(iou)
             new = torch.where(hit, decayed, live_score)
         rescore = (cls == cls[i]) & (live_score != dead)
-        new = torch.where(new.double() < min_score, dead, new)
+        new = torch.where(new < min_t, dead, new)
         live_score = torch.where(rescore, new, live_score)
     keep_t = torch.tensor(keep, dtype=torch.long, device=device)
     kept_t = torch.stack(kept) if kept else scores.new_zeros((0,))

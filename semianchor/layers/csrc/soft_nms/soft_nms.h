@@ -44,8 +44,9 @@ inline void check_soft_nms(const at::Tensor& boxes, const at::Tensor& scores,
                 R, ",), got ", classes->sizes());
   }
   TORCH_CHECK(std::isfinite(iou_threshold), "iou_threshold must be finite, got ", iou_threshold);
-  // sigma == 0 would turn exp(-0 / sigma) into NaN for disjoint boxes.
-  TORCH_CHECK(std::isfinite(sigma) && sigma > 0.0, "sigma must be finite and > 0, got ", sigma);
+  // sigma is used as a float32; 0 would turn exp(-0 / sigma) into NaN for disjoint boxes.
+  TORCH_CHECK(std::isfinite(sigma) && static_cast<float>(sigma) > 0.f,
+              "sigma must be finite and > 0 (also as a float32), got ", sigma);
   // min_score >= 0 keeps every live score >= 0, so rescoring (factors in [0, 1]) never raises a
   // score and the picks come out in decreasing score order.
   TORCH_CHECK(std::isfinite(min_score) && min_score >= 0.0,
@@ -54,16 +55,16 @@ inline void check_soft_nms(const at::Tensor& boxes, const at::Tensor& scores,
 }
 
 // The score of a live box after the box `picked` was kept, given their IoU. Linear:
-// s * (1 - iou) when iou >= N_t (compared in double: iou_threshold is a double); Gaussian:
+// s * (1 - iou) when iou >= N_t (float32 IoU against N_t rounded to float32); Gaussian:
 // s * exp(-(iou * iou) / sigma) for every box of the class (the factor is exactly 1 at iou 0),
 // with exp evaluated in double and rounded once (exp_via_double); hard: 0 when iou >= N_t.
-SA_HD float soft_nms_rescore(int method, float score, float iou, double iou_threshold,
+SA_HD float soft_nms_rescore(int method, float score, float iou, float iou_threshold,
                              float sigma) {
   if (method == kSoftNmsGaussian) {
     const float x = (-fmul(iou, iou)) / sigma;
     return fmul(score, exp_via_double(x));
   }
-  if (!(static_cast<double>(iou) >= iou_threshold)) return score;
+  if (!(iou >= iou_threshold)) return score;
   return method == kSoftNmsLinear ? fmul(score, fsub(1.f, iou)) : 0.f;
 }
 

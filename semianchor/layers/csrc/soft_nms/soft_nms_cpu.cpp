@@ -26,8 +26,8 @@ struct Kept {
 // Algorithm 1 on the boxes `members` (ascending indices) of one class; appends at most `limit`
 // (index, score) picks to `out`, in pick order (decreasing score, ties to the lowest index).
 void soft_nms_one_class(const float* boxes, const float* scores, const float* areas,
-                        const int64_t* members, int64_t n, int method, double iou_threshold,
-                        float sigma, double min_score, int64_t limit, std::vector<Kept>& out) {
+                        const int64_t* members, int64_t n, int method, float iou_threshold,
+                        float sigma, float min_score, int64_t limit, std::vector<Kept>& out) {
   std::vector<int64_t> idx;
   std::vector<float> sc;
   idx.reserve(n);
@@ -35,7 +35,7 @@ void soft_nms_one_class(const float* boxes, const float* scores, const float* ar
   int64_t best = -1;
   for (int64_t k = 0; k < n; ++k) {
     const float s = scores[members[k]];
-    if (static_cast<double>(s) < min_score) continue;
+    if (s < min_score) continue;
     if (best < 0 || s > sc[best]) best = static_cast<int64_t>(sc.size());  // '>': lowest index
     idx.push_back(members[k]);
     sc.push_back(s);
@@ -54,7 +54,7 @@ void soft_nms_one_class(const float* boxes, const float* scores, const float* ar
       const int64_t j = idx[r];
       const float iou = iou_with_areas(pb, pa, boxes + 4 * j, areas[j], nullptr);
       const float s = soft_nms_rescore(method, sc[r], iou, iou_threshold, sigma);
-      if (static_cast<double>(s) < min_score) continue;
+      if (s < min_score) continue;
       idx[w] = j;  // w <= r: compaction in place keeps index order
       sc[w] = s;
       if (best < 0 || s > sc[best]) best = w;
@@ -99,13 +99,16 @@ std::tuple<at::Tensor, at::Tensor> soft_nms_cpu(const at::Tensor& boxes, const a
   starts.push_back(R);
   const int64_t S = R > 0 ? static_cast<int64_t>(starts.size()) - 1 : 0;
   const int64_t limit = max_kept < 0 ? R : max_kept;
+  // All comparisons and products in float32, like the scores and IoUs themselves.
+  const float thr_f = static_cast<float>(iou_threshold);
   const float sigma_f = static_cast<float>(sigma);
+  const float min_f = static_cast<float>(min_score);
 
   std::vector<std::vector<Kept>> per_class(S);
   at::parallel_for(0, S, 1, [&](int64_t begin, int64_t end) {
     for (int64_t k = begin; k < end; ++k) {
       soft_nms_one_class(b_p, s_p, areas.data(), order.data() + starts[k],
-                         starts[k + 1] - starts[k], m, iou_threshold, sigma_f, min_score, limit,
+                         starts[k + 1] - starts[k], m, thr_f, sigma_f, min_f, limit,
                          per_class[k]);
     }
   });
