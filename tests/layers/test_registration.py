@@ -65,7 +65,25 @@ def _op_samples(device="cpu"):
             (anchors, gt, counts, levels, 9, True),
             (anchors[None].repeat(2, 1, 1), gt, counts, [], 3, False),
         ],
+        "soft_nms": [
+            (anchors[:50], reg[0, :50, 0].sigmoid(), None, "linear", 0.3, 0.5, 0.001, -1),
+            (
+                anchors[:50],
+                reg[0, :50, 1].sigmoid(),
+                matched[0, :50] + 1,
+                "hard",
+                0.5,
+                0.5,
+                0.01,
+                9,
+            ),
+        ],
     }
+
+
+# Ops whose output size depends on the data: their fake kernels return unbacked sizes (checked in
+# their own test modules), so test_fake_kernels_shapes cannot compare them with concrete shapes.
+DATA_DEPENDENT_SIZE_OPS = ("soft_nms",)
 
 
 @needs_kernel
@@ -82,6 +100,8 @@ def test_fake_kernels_shapes():
 
     mode = FakeTensorMode()
     for name, cases in _op_samples().items():
+        if name in DATA_DEPENDENT_SIZE_OPS:
+            continue
         for args in cases:
             real = getattr(torch.ops.semianchor, name)(*args)
             fargs = [mode.from_tensor(a) if torch.is_tensor(a) else a for a in args]
