@@ -11,6 +11,7 @@ Cases whose dense intermediates would not fit the budget are skipped with their 
     python benchmarks/bench_kernels.py --json benchmarks/bench_kernels.json   # full table (~20 min)
     python benchmarks/bench_kernels.py --quick    # a few small cases
     python benchmarks/bench_kernels.py --ops max_iou,topn   # issue 17's matching ops
+    python benchmarks/bench_kernels.py --ops soft_nms    # soft-NMS: op vs reference only
 
 ``max_iou`` / ``topn`` (issue 17): ``max_iou_match`` / ``topn_iou_match`` (topn = 50) kernels vs
 today's dense path (detectron2 ``pairwise_iou`` + ``Matcher`` as ``MaxIoUAssigner``; the dense
@@ -133,6 +134,9 @@ def max_iou_dense(anchors, gt_boxes, gt_counts):
 def run_case(op, impl, A, M, N, repeats):
     import torch
 
+    if op == "soft_nms":  # A: number of classes, M: number of boxes (N unused)
+        return run_soft_nms_case(impl, A, M, repeats)
+
     torch.manual_seed(0)
     from semianchor import layers
 
@@ -241,7 +245,7 @@ def main():
     p.add_argument("--json", help="also write the raw rows here")
     p.add_argument(
         "--ops",
-        default="atss,iou_max,iou_matched,max_iou,topn",
+        default="atss,iou_max,iou_matched,max_iou,topn,soft_nms",
         help="comma-separated subset",
     )
     p.add_argument("--child", help=argparse.SUPPRESS)
@@ -332,9 +336,115 @@ def main():
             f"{mib('kernel')} | {mib('reference')} | {mib('dense')} | {ratio('reference')} | {ratio('dense')} |",
             flush=True,
         )
+    if "soft_nms" in args.ops.split(","):
+        rows += soft_nms_table(args)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)
+
+
+# --------------------------------------------------------------------------------------------
+# soft_nms family: detector outputs before NMS, R boxes, 80 classes (per-class soft-NMS as PADet)
+# or 1 class (class-agnostic: one O(R^2) worst case), PADet's linear method, N_t 0.3.
+SOFT_NMS_BOXES = (1000, 3000, 10000)
+SOFT_NMS_CLASSES = (80, 1)
+SOFT_NMS_KEPT = (300, -1)  # PADet's top 300, and every box (the full process)
+
+
+def make_detections(R, num_classes, seed=0):
+    """R boxes jittered around R/20 objects of an 800x1333 image (so they overlap as a detector's
+    outputs do), scores in (0, 1], classes: the object's class (1 class: all 0)."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    H, W = IMAGE
+    K = max(R // 20, 1)
+    cxy = torch.rand(K, 2, generator=g) * torch.tensor([W, H])
+    wh = torch.exp(torch.rand(K, 2, generator=g) * math.log(400 / 16)) * 16
+    obj = torch.randint(0, K, (R,), generator=g)
+    c = cxy[obj] + (torch.rand(R, 2, generator=g) - 0.5) * 0.3 * wh[obj]
+    s = wh[obj] * (1 + (torch.rand(R, 2, generator=g) - 0.5) * 0.3)
+    boxes = torch.cat([c - s / 2, c + s / 2], 1)
+    scores = torch.rand(R, generator=g) * 0.999 + 0.001
+    classes = torch.randint(0, num_classes, (K,), generator=g)[obj]
+    return boxes, scores, classes
+
+
+def run_soft_nms_case(impl, num_classes, R, repeats, max_kept=-1, method="linear"):
+    import torch
+
+    from semianchor import layers
+
+    boxes, scores, classes = make_detections(R, num_classes)
+    kw = dict(method=method, iou_threshold=0.3, sigma=0.5, min_score=0.001, max_kept=max_kept)
+    fn = {
+        "kernel": lambda: layers.soft_nms(boxes, scores, classes, **kw),
+        "reference": lambda: layers.soft_nms_reference(boxes, scores, classes, **kw),
+    }[impl]
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.perf_counter()
+    kept = len(fn()[0])
+    first = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    times = [first]
+    if first < 2.0:
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+    return {
+        "time_s": statistics.median(times),
+        "peak_extra_mib": peak / 1024.0,
+        "R": R,
+        "kept": kept,
+    }
+
+
+def soft_nms_table(args):
+    """Op vs reference, each (implementation, case) in a fresh subprocess as above."""
+    print("\n| op | classes | R boxes | max_kept | kept | kernel ms | reference ms | speed-up |")
+    print("|---|---|---|---|---|---|---|---|")
+    rows = []
+    for C in SOFT_NMS_CLASSES:
+        for R in SOFT_NMS_BOXES:
+            for max_kept in SOFT_NMS_KEPT:
+                res = {}
+                for impl in ("kernel", "reference"):
+                    code = (
+                        "import json, sys, torch; sys.path.insert(0, %r); import bench_kernels as b; "
+                        "torch.set_num_threads(%d); "
+                        "print(json.dumps(b.run_soft_nms_case(%r, %d, %d, %d, %d)))"
+                        % (
+                            os.path.dirname(os.path.abspath(__file__)),
+                            args.threads,
+                            impl,
+                            C,
+                            R,
+                            args.repeats,
+                            max_kept,
+                        )
+                    )
+                    env = dict(os.environ, PYTHONWARNINGS="ignore")
+                    out = subprocess.run(
+                        [sys.executable, "-c", code], capture_output=True, text=True, env=env
+                    )
+                    if out.returncode != 0:
+                        print(out.stderr[-2000:], file=sys.stderr)
+                        res[impl] = {"skipped": f"failed rc={out.returncode}"}
+                        continue
+                    res[impl] = json.loads(out.stdout.strip().splitlines()[-1])
+                rows.append({"op": "soft_nms", "classes": C, "R": R, "max_kept": max_kept, **res})
+                k, r = res["kernel"], res["reference"]
+                ms = lambda x: x.get("skipped") or f"{1000 * x['time_s']:.1f}"  # noqa: E731
+                ok = "skipped" not in k and "skipped" not in r
+                speedup = f"{r['time_s'] / k['time_s']:.0f}x" if ok else "-"
+                print(
+                    f"| soft_nms | {C} | {R} | {max_kept} | {k.get('kept', '-')} | {ms(k)} | "
+                    f"{ms(r)} | {speedup} |",
+                    flush=True,
+                )
+    return rows
 
 
 if __name__ == "__main__":
