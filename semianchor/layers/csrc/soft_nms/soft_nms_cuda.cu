@@ -149,7 +149,9 @@ std::tuple<at::Tensor, at::Tensor> soft_nms_cuda(const at::Tensor& boxes,
   auto by_index = std::get<1>(keep.sort(/*stable=*/true, 0, false));
   keep = keep.index_select(0, by_index);
   kept = kept.index_select(0, by_index);
-  auto by_score = std::get<1>(kept.sort(/*stable=*/true, 0, /*descending=*/true));
+  // key + 0: -0.0 becomes +0.0, so that the radix sort ranks the two zeros as equal (ties by
+  // index) like the CPU kernel's comparison does; the returned scores keep their sign.
+  auto by_score = std::get<1>(kept.add(0.0).sort(/*stable=*/true, 0, /*descending=*/true));
   keep = keep.index_select(0, by_score);
   kept = kept.index_select(0, by_score);
   if (max_kept >= 0 && keep.size(0) > max_kept) {
