@@ -108,8 +108,9 @@ def soft_nms(
     boxes) and is computed in float32 with the same operations as
     :func:`~semianchor.layers.pairwise_iou_giou`. ``iou_threshold``, ``sigma`` and ``min_score``
     are rounded to float32 and every comparison and product is float32 (so an IoU of exactly
-    0.7 meets ``iou_threshold=0.7``); ``exp`` is evaluated in float64 and rounded once. The CPU / CUDA kernels and :func:`soft_nms_reference` therefore return identical
-    results. Kernels: O(R) memory, O(sum over classes of n_c * picks_c) time (at most
+    0.7 meets ``iou_threshold=0.7``); ``exp`` is evaluated in float64 and rounded once. The
+    CPU / CUDA kernels and :func:`soft_nms_reference` therefore return identical results.
+    Kernels: O(R) memory, O(sum over classes of n_c * picks_c) time (at most
     O(R^2) for one class). Not differentiable.
     """
     if not isinstance(boxes, torch.Tensor):

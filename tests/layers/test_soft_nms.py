@@ -168,6 +168,10 @@ def test_linear_at_exactly_the_threshold(impl):
     assert keep.tolist() == [0, 2]
     for kw in (dict(method="linear", iou_threshold=0.5), dict(method="hard", iou_threshold=0.5)):
         assert_matches_algorithm1(impl(boxes, scores, **kw), boxes, scores, None, **kw)
+    # IoU 7/10 is float32(0.7) < 0.7: N_t is rounded to float32 too, so it still counts
+    seven = torch.tensor([[0.0, 0.0, 10.0, 1.0], [0.0, 0.0, 7.0, 1.0]])
+    _, kept = impl(seven, scores[:2], method="linear", iou_threshold=0.7)
+    assert kept[1] == scores[1] * (1 - torch.tensor(0.7))
 
 
 @pytest.mark.parametrize("impl", _impls())
