@@ -1,7 +1,8 @@
 // CPU kernel of semianchor::soft_nms: boxes grouped by class (stable, so each class keeps its
 // boxes in index order), then Algorithm 1 per class, classes in parallel. Per class of n boxes the
-// work is O(n * picks) <= O(n^2) and the memory O(n): the live boxes sit compacted in index order,
-// one pass per pick rescores them, drops those below min_score and finds the next pick.
+// work is O(n * picks) <= O(n^2) and the memory O(n): the live boxes sit compacted in index order
+// as structure-of-arrays; per pick a vectorised pass rescores them and a scalar pass drops those
+// below min_score and finds the next pick (about 2x faster than one fused scalar pass).
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
@@ -23,41 +24,83 @@ struct Kept {
   int64_t index;
 };
 
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define SA_SOFT_NMS_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define SA_SOFT_NMS_CLONES
+#endif
+
+// The live boxes of one class as structure-of-arrays, compacted in ascending index order.
+struct LiveBoxes {
+  std::vector<float> x1, y1, x2, y2, area, score, out;
+  std::vector<int64_t> index;
+  explicit LiveBoxes(int64_t n)
+      : x1(n), y1(n), x2(n), y2(n), area(n), score(n), out(n), index(n) {}
+};
+
+// out[r] = the score of live box r after the pick p (linear / hard), or its IoU with p (Gaussian,
+// whose exp the caller applies). Branch-free so that the compiler vectorises it; the operations
+// and their order are those of iou_with_areas and soft_nms_rescore, so the values are identical.
+SA_SOFT_NMS_CLONES void rescore_block(const float* x1, const float* y1, const float* x2,
+                                      const float* y2, const float* area, const float* score,
+                                      int64_t n, const float* p, float pa, int method,
+                                      float iou_threshold, float* out) {
+  for (int64_t r = 0; r < n; ++r) {
+    const float iw = clamp0(fmin2(p[2], x2[r]) - fmax2(p[0], x1[r]));
+    const float ih = clamp0(fmin2(p[3], y2[r]) - fmax2(p[1], y1[r]));
+    const float inter = iw * ih;
+    const float uni = (pa + area[r]) - inter;
+    const float q = inter / (uni > 0.f ? uni : 1.f);
+    const float iou = uni > 0.f ? q : 0.f;
+    const float decayed = method == kSoftNmsLinear ? score[r] * (1.f - iou) : 0.f;
+    out[r] = method == kSoftNmsGaussian ? iou : (iou >= iou_threshold ? decayed : score[r]);
+  }
+}
+
 // Algorithm 1 on the boxes `members` (ascending indices) of one class; appends at most `limit`
 // (index, score) picks to `out`, in pick order (decreasing score, ties to the lowest index).
+// Per pick: one vectorised pass computes the new scores, one scalar pass drops the picked box and
+// the boxes below min_score (compaction in place keeps index order) and finds the next pick.
 void soft_nms_one_class(const float* boxes, const float* scores, const float* areas,
                         const int64_t* members, int64_t n, int method, float iou_threshold,
                         float sigma, float min_score, int64_t limit, std::vector<Kept>& out) {
-  std::vector<int64_t> idx;
-  std::vector<float> sc;
-  idx.reserve(n);
-  sc.reserve(n);
-  int64_t best = -1;
+  LiveBoxes t(n);
+  int64_t live = 0, best = -1;
   for (int64_t k = 0; k < n; ++k) {
-    const float s = scores[members[k]];
+    const int64_t j = members[k];
+    const float s = scores[j];
     if (s < min_score) continue;
-    if (best < 0 || s > sc[best]) best = static_cast<int64_t>(sc.size());  // '>': lowest index
-    idx.push_back(members[k]);
-    sc.push_back(s);
+    if (best < 0 || s > t.score[best]) best = live;  // '>': ties keep the lowest index
+    const float* b = boxes + 4 * j;
+    t.x1[live] = b[0], t.y1[live] = b[1], t.x2[live] = b[2], t.y2[live] = b[3];
+    t.area[live] = areas[j];
+    t.score[live] = s;
+    t.index[live] = j;
+    ++live;
   }
-  int64_t live = static_cast<int64_t>(idx.size());
   for (int64_t picks = 0; picks < limit && live > 0; ++picks) {
-    const int64_t p = idx[best];
-    out.push_back({sc[best], p});
-    const float* pb = boxes + 4 * p;
-    const float pa = areas[p];
+    out.push_back({t.score[best], t.index[best]});
+    const float p[4] = {t.x1[best], t.y1[best], t.x2[best], t.y2[best]};
+    rescore_block(t.x1.data(), t.y1.data(), t.x2.data(), t.y2.data(), t.area.data(),
+                  t.score.data(), live, p, t.area[best], method, iou_threshold, t.out.data());
+    if (method == kSoftNmsGaussian) {
+      for (int64_t r = 0; r < live; ++r) {
+        t.out[r] = soft_nms_rescore(method, t.score[r], t.out[r], iou_threshold, sigma);
+      }
+    }
     const int64_t skip = best;
     int64_t w = 0;
     best = -1;
     for (int64_t r = 0; r < live; ++r) {
-      if (r == skip) continue;
-      const int64_t j = idx[r];
-      const float iou = iou_with_areas(pb, pa, boxes + 4 * j, areas[j], nullptr);
-      const float s = soft_nms_rescore(method, sc[r], iou, iou_threshold, sigma);
-      if (s < min_score) continue;
-      idx[w] = j;  // w <= r: compaction in place keeps index order
-      sc[w] = s;
-      if (best < 0 || s > sc[best]) best = w;
+      const float s = t.out[r];
+      if (r == skip || s < min_score) continue;
+      if (w != r) {
+        t.x1[w] = t.x1[r], t.y1[w] = t.y1[r], t.x2[w] = t.x2[r], t.y2[w] = t.y2[r];
+        t.area[w] = t.area[r];
+        t.index[w] = t.index[r];
+      }
+      t.score[w] = s;
+      if (best < 0 || s > t.score[best]) best = w;
       ++w;
     }
     live = w;
