@@ -253,5 +253,78 @@ def test_lazy_and_yacs_builds_have_identical_state_dict_keys():
     assert sorted(sa) == sorted(sb) and all(sa[k].shape == sb[k].shape for k in sa)
     assert repr(yacs.assigner) == repr(lazy.assigner)
     assert yacs.anchor_generator.num_cell_anchors == lazy.anchor_generator.num_cell_anchors
-    for attr in ("soft_nms", "theta", "neg_pos_ratio", "test_score_thresh", "max_detections_per_image"):
+    for attr in (
+        "soft_nms",
+        "theta",
+        "neg_pos_ratio",
+        "test_score_thresh",
+        "max_detections_per_image",
+    ):
         assert getattr(yacs, attr) == getattr(lazy, attr), attr
+
+
+def test_inference_uses_promoted_anchors_the_apm_gate_and_soft_nms(tiny_padet):
+    """A finite image with NaN/inf injected into the detection regression: every returned box
+    is finite; at most 300 detections; scores are soft-NMS's (decayed, so some drop below the
+    gate); the APM gate removes everything when theta is 1."""
+    model = tiny_padet
+    model.eval()
+    forward = model.head.forward
+
+    def poisoned(features):
+        out = forward(features)
+        out["cls"] = [x.clone() for x in out["cls"]]
+        for x in out["cls"]:  # foreground logits up: every anchor passes the 0.01 gate
+            x.view(x.shape[0], -1, K + 1, *x.shape[-2:])[:, :, :K] += 4.0
+        out["reg"] = [
+            torch.where(torch.rand_like(x) < 0.3, torch.full_like(x, float("nan")), x)
+            for x in out["reg"]
+        ]
+        return out
+
+    model.head.forward = poisoned
+    try:
+        with torch.no_grad():
+            out = model(make_batch(2, size=96))
+            boxes = [o["instances"].pred_boxes.tensor for o in out]
+            assert sum(len(b) for b in boxes) > 0
+            assert all(torch.isfinite(b).all() and len(b) <= 300 for b in boxes)
+            model.theta = 0.999  # APM probabilities start at the 0.01 prior: all gated out
+            gated = model(make_batch(1, size=96))[0]["instances"]
+            assert len(gated) == 0
+    finally:
+        model.theta = 0.01
+        del model.head.forward
+
+
+def test_default_predictor_serves_a_saved_checkpoint(tmp_path, tiny_padet):
+    import numpy as np
+
+    from detectron2.checkpoint import DetectionCheckpointer
+    from detectron2.config import get_cfg
+    from detectron2.engine import DefaultPredictor
+
+    from semianchor.config import add_semianchor_config
+
+    DetectionCheckpointer(tiny_padet, save_dir=str(tmp_path)).save("model_final")
+    cfg = add_semianchor_config(get_cfg())
+    cfg.merge_from_file(os.path.join(REPO, "configs/yacs/PADet_VGG16_384.yaml"))
+    cfg.MODEL.DEVICE = "cpu"
+    cfg.MODEL.BACKBONE.NAME = "build_padet_backbone"
+    cfg.MODEL.SEMIANCHOR.PADET.ENCODER = "resnet"
+    cfg.MODEL.RESNETS.DEPTH = 18
+    cfg.MODEL.SEMIANCHOR.PADET.NUM_EXTRA = 2
+    cfg.MODEL.SEMIANCHOR.PADET.ENCODER_WIDTH = 0.125
+    cfg.MODEL.SEMIANCHOR.PADET.DECODER_CHANNELS = 32
+    cfg.MODEL.SEMIANCHOR.NUM_CLASSES = K
+    cfg.MODEL.WEIGHTS = str(tmp_path / "model_final.pth")
+    cfg.INPUT.MIN_SIZE_TEST = cfg.INPUT.MAX_SIZE_TEST = 96
+    predictor = DefaultPredictor(cfg)
+    image = np.random.RandomState(0).randint(0, 255, (96, 96, 3)).astype(np.uint8)
+    served = predictor(image)["instances"]
+    tiny_padet.eval()
+    with torch.no_grad():
+        tensor = torch.as_tensor(image.transpose(2, 0, 1).astype("float32"))
+        direct = tiny_padet([{"image": tensor, "height": 96, "width": 96}])[0]["instances"]
+    assert len(served) == len(direct)
+    assert torch.allclose(served.pred_boxes.tensor, direct.pred_boxes.tensor, atol=1e-3)
