@@ -101,3 +101,25 @@ def random_batch(gen, image_hw, num_images, max_gts, kinds="mixed", anchors=None
         k = int(counts[n])
         gt[n, :k] = random_gts(gen, image_hw, k, kinds, anchors)
     return gt, counts
+
+
+def peak_memory_growth(op, impl):
+    """Run ``tests/layers/peak_memory.py`` for ``op`` ("kernel" or "reference" ``impl``) in a fresh
+    interpreter; returns its JSON record (``growth``, ``dense`` bytes)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([repo, os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.run(
+        [sys.executable, "-W", "ignore", "-m", "tests.layers.peak_memory", op, impl],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])

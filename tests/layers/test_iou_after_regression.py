@@ -8,7 +8,7 @@ import torch
 from semianchor import extension
 from semianchor.layers import decode_boxes, iou_after_regression, iou_after_regression_reference
 
-from .helpers import grid_anchors, random_batch
+from .helpers import grid_anchors, peak_memory_growth, random_batch
 
 needs_kernel = pytest.mark.skipif(not extension.has_ops("cpu"), reason="semianchor._C not built")
 needs_cuda = pytest.mark.skipif(
@@ -116,8 +116,7 @@ def test_decode_matches_detectron2():
 
 
 @needs_kernel
-def test_large_m_no_dense_intermediate():
-    """1000 GTs x 20k anchors would be a 80 MB float IoU matrix per image; the kernel needs none."""
+def test_large_m_matches_reference():
     gen = torch.Generator().manual_seed(1)
     anchors, _ = grid_anchors((400, 400))
     gt, counts = random_batch(gen, (400, 400), 1, 1000, kinds="normal")
@@ -125,6 +124,24 @@ def test_large_m_no_dense_intermediate():
     out = iou_after_regression(anchors, reg, gt, counts)
     ref = iou_after_regression_reference(anchors, reg, gt, counts)
     assert_same(out, ref)
+
+
+# an (R, M) float matrix for 2000 GTs x 30k anchors is 242 MB; the kernel's outputs are (R, 4)
+DENSE_FRACTION = 10
+
+
+def test_memory_probe_sees_the_dense_reference():
+    """The probe can fail: the dense reference's peak growth exceeds the bound (and R x M x 4)."""
+    rec = peak_memory_growth("iou_after_regression", "reference")
+    assert rec["growth"] > rec["dense"], rec
+
+
+@needs_kernel
+def test_large_m_no_dense_intermediate():
+    """Measured in a fresh process: a 2000-GT call grows the peak RSS by far less than one dense
+    (R, M) float matrix."""
+    rec = peak_memory_growth("iou_after_regression", "kernel")
+    assert rec["growth"] < rec["dense"] / DENSE_FRACTION, rec
 
 
 @needs_cuda

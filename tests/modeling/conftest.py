@@ -86,3 +86,38 @@ def make_batch(num_images=2, size=96, empty=(), seed=0):
         )
         batch.append({"image": image, "instances": inst, "height": size, "width": size})
     return batch
+
+
+def run_with_poisoned_regression(model, bad, num_images=2, size=64):
+    """Inference on finite images after replacing about half of the head's regression outputs
+    with ``bad`` (inf or NaN) and forcing every class logit high. The class gate then passes every
+    location, so a non-finite box reaches the box filter instead of being dropped by the score
+    threshold (a NaN *image* never tests the filter: its NaN logits fail the gate first).
+    Returns the per-image ``pred_boxes`` tensors."""
+    model.eval()
+    forward = model.head.forward
+    g = torch.Generator().manual_seed(0)
+
+    def poisoned(features):
+        out = dict(forward(features))
+        out["cls"] = [torch.full_like(x, 5.0) for x in out["cls"]]
+        out["reg"] = [
+            torch.where(torch.rand(x.shape, generator=g) < 0.5, torch.full_like(x, bad), x)
+            for x in out["reg"]
+        ]
+        return out
+
+    model.head.forward = poisoned
+    try:
+        with torch.no_grad():
+            out = model(make_batch(num_images, size=size))
+    finally:
+        del model.head.forward
+    return [o["instances"].pred_boxes.tensor for o in out]
+
+
+def assert_finite_detections(boxes):
+    """There are detections, and every one of them is finite."""
+    assert sum(len(b) for b in boxes) > 0, "no detections: the test would prove nothing"
+    for b in boxes:
+        assert torch.isfinite(b).all(), b[~torch.isfinite(b).all(dim=1)]
