@@ -6,17 +6,35 @@
 as a side effect of an unrelated import; the Python wrappers in :mod:`semianchor.layers` ask
 :func:`has_ops` whether a kernel exists for the device at hand and otherwise fall back to the
 pure-PyTorch ``*_reference`` functions (with a one-time warning).
+
+With the environment variable ``SEMIANCHOR_REQUIRE_EXT=1`` (set by ``make test`` and so by CI) a
+missing or unloadable ``_C`` is an error instead: :func:`load_ops` raises, and the kernel tests
+fail rather than skip, so a broken build cannot pass the suite by skipping every kernel test.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import warnings
 from typing import Optional, Union
 
 import torch
 
-__all__ = ["OP_NAMES", "has_ops", "load_ops", "load_error"]
+__all__ = ["OP_NAMES", "REQUIRE_ENV", "extension_required", "has_ops", "load_ops", "load_error"]
+
+REQUIRE_ENV = "SEMIANCHOR_REQUIRE_EXT"
+
+
+def extension_required() -> bool:
+    """Whether ``SEMIANCHOR_REQUIRE_EXT`` asks for the compiled kernels (1/true/yes/on)."""
+    value = os.environ.get(REQUIRE_ENV, "").strip().lower()
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    if value in ("1", "true", "yes", "on"):
+        return True
+    raise ValueError(f"{REQUIRE_ENV}={value!r}: expected 1/true/yes/on or 0/false/no/off")
+
 
 OP_NAMES = (
     "iou_after_regression",
@@ -33,8 +51,9 @@ _state = {"loaded": None, "error": None}
 def load_ops() -> bool:
     """Import ``semianchor._C`` (once) and register the Python-side fake kernels and autocast rules.
 
-    Returns True when the extension is available. Never raises: a missing or broken build is
-    remembered (see :func:`load_error`) and the wrappers use the references instead.
+    Returns True when the extension is available. A missing or broken build is remembered (see
+    :func:`load_error`) and the wrappers use the references instead, unless
+    ``SEMIANCHOR_REQUIRE_EXT=1``: then it raises RuntimeError naming the cause.
     """
     if _state["loaded"] is None:
         try:
@@ -46,12 +65,21 @@ def load_ops() -> bool:
 
             _registration.register_python_kernels()
             _state["loaded"] = True
+    if not _state["loaded"] and extension_required():
+        raise RuntimeError(
+            f"{REQUIRE_ENV} is set but semianchor._C cannot be loaded: {_state['error']!r}. Build "
+            "it with `make install` (or `python setup.py build_ext --inplace`), or unset "
+            f"{REQUIRE_ENV} to run on the slower pure-PyTorch references."
+        ) from _state["error"]
     return _state["loaded"]
 
 
 def load_error() -> Optional[BaseException]:
-    """The exception that prevented loading ``semianchor._C``, if any."""
-    load_ops()
+    """The exception that prevented loading ``semianchor._C``, if any (never raises)."""
+    try:
+        load_ops()
+    except RuntimeError:  # SEMIANCHOR_REQUIRE_EXT: the cause is what the caller asks for
+        pass
     return _state["error"]
 
 

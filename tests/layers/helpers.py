@@ -2,7 +2,10 @@
 
 import math
 
+import pytest
 import torch
+
+from semianchor import extension
 
 STRIDES = (8, 16, 32, 64, 128)  # FPN P3-P7
 
@@ -123,3 +126,24 @@ def peak_memory_growth(op, impl):
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def needs_kernel_on(device="cpu"):
+    """A pytest mark for tests of the compiled kernel on ``device``.
+
+    Skips when ``semianchor._C`` (or the device) is missing, except under
+    ``SEMIANCHOR_REQUIRE_EXT=1`` (``make test``, CI): there a missing or unloadable extension, or
+    one without a kernel for a device that is present, fails the test module at collection."""
+    if device == "cuda" and not torch.cuda.is_available():
+        return pytest.mark.skip(reason="no CUDA device")
+    if extension.extension_required():
+        extension.load_ops()  # raises, naming the cause, when _C cannot load
+        if not extension.has_ops(device):
+            raise RuntimeError(
+                f"{extension.REQUIRE_ENV} is set but semianchor._C has no {device} kernel "
+                "(built without nvcc?)"
+            )
+        return pytest.mark.skipif(False, reason="")
+    return pytest.mark.skipif(
+        not extension.has_ops(device), reason=f"semianchor._C has no {device} kernel"
+    )

@@ -15,12 +15,10 @@ from semianchor.layers import (
     num_candidates,
 )
 
-from .helpers import STRIDES, grid_anchors, peak_memory_growth, random_batch
+from .helpers import STRIDES, grid_anchors, needs_kernel_on, peak_memory_growth, random_batch
 
-needs_kernel = pytest.mark.skipif(not extension.has_ops("cpu"), reason="semianchor._C not built")
-needs_cuda = pytest.mark.skipif(
-    not (torch.cuda.is_available() and extension.has_ops("cuda")), reason="no CUDA device / kernel"
-)
+needs_kernel = needs_kernel_on("cpu")
+needs_cuda = needs_kernel_on("cuda")
 
 
 def assert_same(out, ref, names):

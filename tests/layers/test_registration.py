@@ -16,9 +16,9 @@ from semianchor.layers import (
     iou_after_regression_reference,
 )
 
-from .helpers import grid_anchors, random_batch
+from .helpers import grid_anchors, needs_kernel_on, random_batch
 
-needs_kernel = pytest.mark.skipif(not extension.has_ops("cpu"), reason="semianchor._C not built")
+needs_kernel = needs_kernel_on("cpu")
 
 
 def _inputs(device="cpu"):
@@ -290,3 +290,57 @@ def test_wrapper_errors_name_the_argument(call, match):
 def test_kernel_checks_name_the_argument(call, match):
     with pytest.raises(RuntimeError, match=match):
         call(*_inputs())
+
+
+# a sys.meta_path finder that makes `import semianchor._C` fail, as a missing build would
+_BLOCK_C = """
+import sys
+class _BlockC:
+    def find_spec(self, name, path=None, target=None):
+        if name == "semianchor._C":
+            raise ImportError("semianchor._C blocked by the test")
+sys.meta_path.insert(0, _BlockC())
+"""
+
+
+def _run_blocked(code, require):
+    import os
+    import subprocess
+    import sys
+
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([repo, os.environ.get("PYTHONPATH", "")]))
+    env.pop(extension.REQUIRE_ENV, None)
+    if require:
+        env[extension.REQUIRE_ENV] = "1"
+    return subprocess.run(
+        [sys.executable, "-c", _BLOCK_C + code],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_required_extension_that_cannot_load_is_an_error():
+    code = "from semianchor import extension\nprint('loaded:', extension.load_ops())\n"
+    relaxed = _run_blocked(code, require=False)
+    assert relaxed.returncode == 0 and "loaded: False" in relaxed.stdout, relaxed.stderr[-2000:]
+    strict = _run_blocked(code, require=True)
+    assert strict.returncode != 0, strict.stdout
+    assert "SEMIANCHOR_REQUIRE_EXT is set but semianchor._C cannot be loaded" in strict.stderr
+    assert "blocked by the test" in strict.stderr
+
+
+def test_required_extension_turns_kernel_test_skips_into_failures():
+    code = (
+        "import pytest\n"
+        "sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', "
+        "'tests/layers/test_iou_after_regression.py', '-k', 'test_semantics']))\n"
+    )
+    relaxed = _run_blocked(code, require=False)
+    assert relaxed.returncode == 0 and "1 skipped" in relaxed.stdout, relaxed.stdout[-2000:]
+    strict = _run_blocked(code, require=True)
+    assert strict.returncode != 0, strict.stdout[-2000:]
+    assert "SEMIANCHOR_REQUIRE_EXT is set but semianchor._C cannot be loaded" in strict.stdout
