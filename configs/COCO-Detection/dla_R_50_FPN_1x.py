@@ -2,8 +2,12 @@
 iterations, batch 16, lr 0.01, 800 px), k = 10, alpha0 = 0.9, gamma = 1, loss weights a = c = 1,
 b = 2. Paper (COCO val2017, Table 2 "dy, 0.9"): 40.3 AP (its ATSS baseline ~39.3-39.4)."""
 
+from ..common.data.constants import dataset_sizes
 from ..common.models.dla import model
 from .atss_R_50_FPN_1x import dataloader, lr_multiplier, optimizer, train
 
 model.backbone.bottom_up.freeze_at = 2
+# alpha's schedule (Eq. 2) from this config's data and length (the training tool re-derives it)
+model.iters_per_epoch = dataset_sizes["coco_2017_train"] / dataloader.train.total_batch_size
+model.max_iter = train.max_iter
 train.output_dir = "./output/dla_R_50_FPN_1x"

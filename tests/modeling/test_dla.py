@@ -307,7 +307,12 @@ def test_training_step_with_empty_gt_image_and_alpha_logged(lazy_model):
 
 
 def test_alpha_needs_a_schedule_or_a_fixed_value(lazy_model):
-    model = tiny_dla(lazy_model)
+    # the shipped config carries the COCO 1x schedule (117266 / 16 iterations per epoch, 90k)
+    assert (tiny_dla(lazy_model).iters_per_epoch, tiny_dla(lazy_model).max_iter) == (
+        117266 / 16,
+        90000,
+    )
+    model = tiny_dla(lazy_model, iters_per_epoch=None, max_iter=None)  # a model without one
     model.train()
     with EventStorage(), pytest.raises(RuntimeError, match="set_training_schedule"):
         model(make_batch(1, size=64))

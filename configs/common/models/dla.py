@@ -11,6 +11,7 @@ from semianchor.modeling import DLA
 from semianchor.modeling.assigners import DLAAssigner
 from semianchor.modeling.heads.dla_head import DLAHead
 
+from ..data.constants import dataset_sizes
 from .atss_anchor_free import model
 
 model._target_ = DLA
@@ -24,9 +25,12 @@ del model.quality_loss_weight  # no centerness branch
 model.score_mode = "metric"  # NMS ranks by the predicted metric (Sec. 3.3)
 model.alpha0 = 0.9
 model.fixed_alpha = None  # a number in [0, 1]: Table 2's fixed-alpha ablation
-# the training length for alpha's schedule (Eq. 2): set by tools/lazyconfig_train_net.py through
-# model.set_training_schedule(iters_per_epoch=len(train set) / total batch, max_iter=train.max_iter)
-model.iters_per_epoch = None
-model.max_iter = None
+# The training length of alpha's schedule (Eq. 2): epochs = iterations / iters_per_epoch. Values of
+# the COCO 1x recipe (batch 16, 90k iterations); every config that changes the data, the batch or
+# train.max_iter sets both again. tools/lazyconfig_train_net.py replaces them with the run's real
+# dataset length (model.set_training_schedule), so an override of train.max_iter is followed there;
+# any other trainer (e.g. Detectron2's SimpleTrainer on instantiate(cfg.model)) uses these.
+model.iters_per_epoch = dataset_sizes["coco_2017_train"] / 16
+model.max_iter = 90000
 model.metric_loss_weight = 1.0  # c of Eq. 8 (a = 1 is the classification loss's implicit weight)
 model.metric_loss_beta = 2.0
