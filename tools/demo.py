@@ -4,17 +4,21 @@
     python tools/demo.py --config-file configs/yacs/ATSS_R18_shapes.yaml \
         --input path/to/image_or_folder --output demo_out [--weights model_final.pth]
 
-A ``.yaml`` config is served with Detectron2's ``DefaultPredictor``; a LazyConfig ``.py`` with
+A yacs ``.yaml`` config is served with Detectron2's ``DefaultPredictor``; a LazyConfig (``.py``, or the
+``config.yaml`` a ``tools/lazyconfig_train_net.py`` run saved) with
 ``semianchor.engine.LazyPredictor`` (same behaviour). Trailing ``KEY VALUE`` (yacs) or
 ``key=value`` (LazyConfig) arguments override the config.
 """
 import argparse
 import glob
+import json
 import logging
 import os
 import sys
 
 import cv2
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -35,6 +39,21 @@ def list_images(path):
     if not os.path.exists(path):
         raise FileNotFoundError(f"input not found: {path}")
     return [path]
+
+
+def detection_records(instances, metadata):
+    """One dict per detection: class name (index when the metadata has no names), score, box."""
+    names = metadata.get("thing_classes", None)
+    return [
+        {
+            "class": names[c] if names is not None and c < len(names) else int(c),
+            "score": round(float(s), 4),
+            "box": [round(float(v), 1) for v in b],
+        }
+        for c, s, b in zip(
+            instances.pred_classes.tolist(), instances.scores, instances.pred_boxes.tensor
+        )
+    ]
 
 
 def main(argv=None):
@@ -63,7 +82,10 @@ def main(argv=None):
         vis = Visualizer(image[:, :, ::-1], metadata, instance_mode=ColorMode.IMAGE)
         drawn = vis.draw_instance_predictions(instances).get_image()
         out = os.path.join(args.output, os.path.splitext(os.path.basename(path))[0] + ".png")
-        cv2.imwrite(out, drawn[:, :, ::-1])
+        # the detections also as text in the PNG (key "detections"), with the class names drawn
+        info = PngInfo()
+        info.add_text("detections", json.dumps(detection_records(instances, metadata)))
+        Image.fromarray(drawn).save(out, pnginfo=info)
         written.append(out)
         logger.info(f"{path}: {len(instances)} detections >= {args.confidence_threshold} -> {out}")
     return written

@@ -4,7 +4,7 @@ Importing this package registers the embedded splits (``semianchor_shapes_{train
 Detectron2's ``DatasetCatalog``/``MetadataCatalog``.
 """
 
-from .coco_json import get_coco_json_dicts, register_coco_json
+from .coco_json import coco_json_class_names, get_coco_json_dicts, register_coco_json
 from .shapes import CLASS_NAMES as SHAPES_CLASS_NAMES
 from .shapes import load_shapes, register_shapes
 
@@ -12,6 +12,7 @@ register_shapes()
 
 __all__ = [
     "SHAPES_CLASS_NAMES",
+    "coco_json_class_names",
     "get_coco_json_dicts",
     "load_shapes",
     "register_coco_json",

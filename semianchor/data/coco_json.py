@@ -52,6 +52,20 @@ def register_coco_json(name: str, json_file: str, image_root: str) -> None:
     register_coco_instances(name, {}, json_file, image_root)
 
 
+def coco_json_class_names(json_file: str) -> List[str]:
+    """The json's category names in Detectron2's contiguous order (sorted by category id, as
+    ``load_coco_json`` maps them), so a model trained on it and this list agree on class i."""
+    _validate_json(json_file)
+    with open(json_file) as f:
+        categories = json.load(f)["categories"]
+    try:
+        return [c["name"] for c in sorted(categories, key=lambda c: c["id"])]
+    except (KeyError, TypeError) as e:
+        raise ValueError(
+            f"Malformed COCO json file {json_file}: every category needs an id and a name ({e!r})"
+        ) from e
+
+
 def _validate_json(json_file: str) -> None:
     """Raise an error naming the file when it is not a COCO instances json."""
     try:

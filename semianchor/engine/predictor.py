@@ -1,7 +1,10 @@
 """Predictors: Detectron2's ``DefaultPredictor`` for yacs configs, and its twin for LazyConfigs."""
 
+import logging
 import os
 from typing import Tuple
+
+import yaml
 
 import torch
 
@@ -9,11 +12,66 @@ import detectron2.data.transforms as T
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import CfgNode, LazyConfig, get_cfg, instantiate
 from detectron2.data import MetadataCatalog
+from detectron2.data.catalog import Metadata
 from detectron2.engine import DefaultPredictor
 
 from ..config import add_semianchor_config
+from ..data.coco_json import coco_json_class_names
 
-__all__ = ["LazyPredictor", "build_predictor"]
+__all__ = ["LazyPredictor", "build_predictor", "is_lazy_config", "lazy_test_metadata"]
+
+logger = logging.getLogger(__name__)
+
+
+class _KeysOnlyLoader(yaml.SafeLoader):
+    """Safe yaml loading that reads any tag (``!!python/tuple`` in saved configs) as None: only the
+    top-level keys are looked at, nothing is constructed."""
+
+
+_KeysOnlyLoader.add_multi_constructor("", lambda loader, suffix, node: None)
+
+
+def is_lazy_config(config_file: str) -> bool:
+    """A LazyConfig: a ``.py`` file, or a ``.yaml`` one written by ``LazyConfig.save`` (the
+    ``config.yaml`` of a ``tools/lazyconfig_train_net.py`` run: top-level ``model`` and
+    ``dataloader``), as opposed to a yacs file (upper-case keys such as ``MODEL``)."""
+    if config_file.endswith(".py"):
+        return True
+    with open(config_file) as f:
+        try:
+            content = yaml.load(f, Loader=_KeysOnlyLoader)
+        except yaml.YAMLError:
+            return False  # not yaml at all: let yacs report on it
+    return isinstance(content, dict) and "model" in content and "dataloader" in content
+
+
+def _dataset_metadata(dataset) -> Metadata:
+    """Metadata (class names) of a dataloader's ``dataset`` node: a registered dataset (``names``:
+    embedded shapes, COCO 2017, ...) or a COCO json (``json_file``: names read from the json)."""
+    names = dataset.get("names", None)
+    if names is not None:
+        return MetadataCatalog.get(names if isinstance(names, str) else names[0])
+    json_file = dataset.get("json_file", "")
+    if json_file:
+        if not os.path.isfile(json_file):
+            raise FileNotFoundError(f"COCO json file of the config not found: {json_file}")
+        return Metadata(
+            name=dataset.get("name", "coco_json"), thing_classes=coco_json_class_names(json_file)
+        )
+    return None
+
+
+def lazy_test_metadata(cfg) -> Metadata:
+    """The class names a LazyConfig's model predicts: its test dataset's, else its training
+    dataset's (a model trained on a COCO json whose val json was not given)."""
+    for split in ("test", "train"):
+        node = cfg.dataloader.get(split, None)
+        dataset = node.get("dataset", None) if node is not None else None
+        meta = _dataset_metadata(dataset) if dataset is not None else None
+        if meta is not None:
+            return meta
+    logger.warning("The config names no dataset: detections are drawn with class indices")
+    return Metadata(name="__unused")
 
 
 class LazyPredictor:
@@ -46,21 +104,21 @@ class LazyPredictor:
 def build_predictor(
     config_file: str, weights: str = "", opts=(), device: str = "", score_thresh: float = None
 ) -> Tuple[object, object]:
-    """A predictor and the metadata of its test dataset, from a yacs (.yaml) or LazyConfig (.py).
+    """A predictor and the metadata of its test dataset, from a yacs (.yaml) or LazyConfig (.py,
+    or the ``config.yaml`` a LazyConfig training run saved).
 
     ``score_thresh`` (optional) lowers the model's test-time candidate threshold to it, so that a
     demo's confidence threshold is not pre-empted by the model's own (as Detectron2's demo does).
     """
     if not os.path.exists(config_file):
         raise FileNotFoundError(f"config file not found: {config_file}")
-    if config_file.endswith(".py"):
+    if is_lazy_config(config_file):
         cfg = LazyConfig.load(config_file)
         cfg = LazyConfig.apply_overrides(cfg, list(opts))
         if score_thresh is not None and "test_score_thresh" in cfg.model:
             cfg.model.test_score_thresh = min(cfg.model.test_score_thresh, score_thresh)
         predictor = LazyPredictor(cfg, weights, device)
-        names = cfg.dataloader.test.dataset.names
-        name = names if isinstance(names, str) else names[0]
+        return predictor, lazy_test_metadata(cfg)
     else:
         cfg: CfgNode = add_semianchor_config(get_cfg())
         cfg.merge_from_file(config_file)
