@@ -64,3 +64,46 @@ def test_demo_missing_input_is_a_clear_error(tmp_path):
                 "MODEL.WEIGHTS", "",
             ]
         )
+
+
+def _demo_subprocess(tmp_path, *extra):
+    import subprocess
+
+    rec = load_shapes("semianchor_shapes_tiny")[0]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([REPO, os.environ.get("PYTHONPATH", "")]))
+    return subprocess.run(
+        [
+            sys.executable,
+            os.path.join(REPO, "tools", "demo.py"),
+            "--config-file",
+            os.path.join(REPO, "configs/quickstart/atss_R18_shapes.py"),
+            "--input",
+            rec["file_name"],
+            "--output",
+            str(tmp_path / "out"),
+            "--device",
+            "cpu",
+            *extra,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_demo_without_weights_fails_instead_of_drawing_random_boxes(tmp_path):
+    proc = _demo_subprocess(tmp_path)
+    assert proc.returncode != 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "No weights to serve" in proc.stderr
+    assert not (tmp_path / "out").exists() or not os.listdir(tmp_path / "out")
+
+
+def test_demo_rejects_a_checkpoint_without_the_head(tmp_path):
+    cfg = model_zoo.get_config("quickstart/atss_R18_shapes.py")
+    model = instantiate(cfg.model)
+    backbone_only = {k: v for k, v in model.state_dict().items() if k.startswith("backbone.")}
+    torch.save({"model": backbone_only}, tmp_path / "backbone_only.pth")
+    proc = _demo_subprocess(tmp_path, "--weights", str(tmp_path / "backbone_only.pth"))
+    assert proc.returncode != 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "is not a trained" in proc.stderr and "head." in proc.stderr, proc.stderr[-2000:]

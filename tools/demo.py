@@ -2,7 +2,7 @@
 """Run a trained semianchor detector on images and write the drawn detections as PNGs.
 
     python tools/demo.py --config-file configs/yacs/ATSS_R18_shapes.yaml \
-        --input path/to/image_or_folder --output demo_out [--weights model_final.pth]
+        --input path/to/image_or_folder --output demo_out --weights model_final.pth
 
 A yacs ``.yaml`` config is served with Detectron2's ``DefaultPredictor``; a LazyConfig (``.py``, or the
 ``config.yaml`` a ``tools/lazyconfig_train_net.py`` run saved) with
@@ -61,19 +61,22 @@ def main(argv=None):
     parser.add_argument("--config-file", required=True)
     parser.add_argument("--input", required=True, help="an image or a folder of images")
     parser.add_argument("--output", required=True, help="folder for the drawn PNGs")
-    parser.add_argument("--weights", default="", help="checkpoint (default: the config's)")
+    parser.add_argument(
+        "--weights", default="", help="trained checkpoint (required unless the config names one)"
+    )
     parser.add_argument("--confidence-threshold", type=float, default=0.3)
     parser.add_argument("--device", default="", help="cpu / cuda (default: cuda if available)")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides")
     args = parser.parse_args(argv)
     logger = setup_logger(name="semianchor.demo")
 
+    inputs = list_images(args.input)  # a wrong path fails before the model is built
     predictor, metadata = build_predictor(
         args.config_file, args.weights, args.opts, args.device, score_thresh=args.confidence_threshold
     )
     os.makedirs(args.output, exist_ok=True)
     written = []
-    for path in list_images(args.input):
+    for path in inputs:
         image = cv2.imread(path, cv2.IMREAD_COLOR)
         if image is None:
             raise ValueError(f"cannot read image {path}")
@@ -93,4 +96,7 @@ def main(argv=None):
 
 if __name__ == "__main__":
     logging.basicConfig()
-    main()
+    try:
+        main()
+    except (ValueError, FileNotFoundError) as e:  # bad input: the message, not a traceback
+        sys.exit(f"demo.py: error: {e}")

@@ -18,7 +18,13 @@ from detectron2.engine import DefaultPredictor
 from ..config import add_semianchor_config
 from ..data.coco_json import coco_json_class_names
 
-__all__ = ["LazyPredictor", "build_predictor", "is_lazy_config", "lazy_test_metadata"]
+__all__ = [
+    "LazyPredictor",
+    "build_predictor",
+    "is_lazy_config",
+    "lazy_test_metadata",
+    "load_trained_weights",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +80,48 @@ def lazy_test_metadata(cfg) -> Metadata:
     return Metadata(name="__unused")
 
 
+class _RecordingCheckpointer(DetectionCheckpointer):
+    """Keeps the incompatible keys that ``load`` only logs."""
+
+    incompatible = None
+
+    def _log_incompatible_keys(self, incompatible) -> None:
+        self.incompatible = incompatible
+        super()._log_incompatible_keys(incompatible)
+
+
+def load_trained_weights(model, weights: str) -> None:
+    """Load a trained detector's checkpoint into ``model``, strictly enough for serving.
+
+    Raises:
+        ValueError: ``weights`` is empty (serving an untrained model draws random boxes), or the
+            checkpoint lacks some of the model's parameters (e.g. an ImageNet backbone, or another
+            model's checkpoint, without this detector's head).
+        FileNotFoundError: the checkpoint does not exist.
+    """
+    if not weights:
+        raise ValueError(
+            "No weights to serve: pass --weights path/to/model_final.pth (or set the config's "
+            "train.init_checkpoint / MODEL.WEIGHTS); an untrained model would draw random boxes"
+        )
+    checkpointer = _RecordingCheckpointer(model)
+    if not os.path.isfile(checkpointer.path_manager.get_local_path(weights)):
+        raise FileNotFoundError(f"checkpoint not found: {weights}")
+    checkpointer.load(weights)
+    incompatible = checkpointer.incompatible
+    missing = sorted(
+        set(incompatible.missing_keys) | set(k for k, *_ in incompatible.incorrect_shapes)
+    )
+    if missing:
+        heads = [k for k in missing if not k.startswith("backbone.")]
+        raise ValueError(
+            f"Checkpoint {weights} is not a trained {type(model).__name__}: it lacks (or has other "
+            f"shapes for) {len(missing)} of the model's parameters, {len(heads)} outside the "
+            f"backbone, e.g. {(heads or missing)[:5]}. Serve the model_final.pth of a training run "
+            "of this config (same num_classes)."
+        )
+
+
 class LazyPredictor:
     """``DefaultPredictor`` for a LazyConfig: same call (one BGR HxWx3 uint8 array -> outputs),
     the test mapper's augmentations, weights from ``train.init_checkpoint`` or ``weights``."""
@@ -83,7 +131,7 @@ class LazyPredictor:
         self.model = instantiate(cfg.model)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.model.to(device).eval()
-        DetectionCheckpointer(self.model).load(weights or cfg.train.init_checkpoint)
+        load_trained_weights(self.model, weights or cfg.train.get("init_checkpoint", ""))
         mapper = cfg.dataloader.test.mapper
         self.aug = T.AugmentationList([instantiate(a) for a in mapper.get("augmentations", [])])
         self.input_format = mapper.get("image_format", "BGR")
@@ -107,6 +155,8 @@ def build_predictor(
     """A predictor and the metadata of its test dataset, from a yacs (.yaml) or LazyConfig (.py,
     or the ``config.yaml`` a LazyConfig training run saved).
 
+    Weights: ``weights``, else the config's; an untrained model or a checkpoint without the
+    detector's head is an error (:func:`load_trained_weights`).
     ``score_thresh`` (optional) lowers the model's test-time candidate threshold to it, so that a
     demo's confidence threshold is not pre-empted by the model's own (as Detectron2's demo does).
     """
@@ -131,6 +181,9 @@ def build_predictor(
             )
         cfg.MODEL.DEVICE = device or ("cuda" if torch.cuda.is_available() else "cpu")
         cfg.freeze()
+        if not cfg.MODEL.WEIGHTS:
+            load_trained_weights(None, "")  # raises: nothing to serve
         predictor = DefaultPredictor(cfg)
+        load_trained_weights(predictor.model, cfg.MODEL.WEIGHTS)  # DefaultPredictor only warns
         name = cfg.DATASETS.TEST[0] if cfg.DATASETS.TEST else "__unused"
     return predictor, MetadataCatalog.get(name)
