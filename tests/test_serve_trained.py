@@ -70,7 +70,6 @@ def trained_on_json(tmp_path_factory, train_net):
         f"dataloader.test.dataset.image_root={image_root}",
         "dataloader.train.dataset.name=test_serve_named_train",
         "dataloader.test.dataset.name=test_serve_named_val",
-        f"model.num_classes={len(CATEGORIES)}",
         "dataloader.train.total_batch_size=2",
         "dataloader.train.num_workers=0",
         "dataloader.test.num_workers=0",
@@ -146,3 +145,34 @@ def test_registered_datasets_give_their_class_names(config, num_classes):
 
     meta = lazy_test_metadata(LazyConfig.load(os.path.join(REPO, config)))
     assert len(meta.thing_classes) == num_classes
+
+
+def test_training_takes_the_class_count_from_the_json(trained_on_json):
+    """No model.num_classes given: the run's model and saved config have the json's 4 classes."""
+    import torch
+    from detectron2.config import LazyConfig
+
+    out = trained_on_json[0]
+    assert LazyConfig.load(os.path.join(out, "config.yaml")).model.num_classes == len(CATEGORIES)
+    state = torch.load(os.path.join(out, "model_final.pth"), map_location="cpu")["model"]
+    cls_bias = [v for k, v in state.items() if k.endswith("cls_score.bias")]
+    assert cls_bias and cls_bias[0].numel() == len(CATEGORIES)
+
+
+def test_a_given_class_count_below_the_json_is_an_error(tmp_path):
+    from detectron2.config import LazyConfig
+
+    from semianchor.engine.classes import resolve_num_classes
+
+    json_file, image_root = write_named_coco(tmp_path)
+    cfg = LazyConfig.load(os.path.join(REPO, "configs", "quickstart", "retinanet_R18_coco_json.py"))
+    cfg.dataloader.train.dataset.json_file = json_file
+    cfg.dataloader.train.dataset.image_root = image_root
+    resolve_num_classes(cfg)
+    assert cfg.model.num_classes == len(CATEGORIES)
+    cfg.model.num_classes = 6  # more than the data: kept (extra outputs are never positive)
+    resolve_num_classes(cfg)
+    assert cfg.model.num_classes == 6
+    cfg.model.num_classes = 2
+    with pytest.raises(ValueError, match="model.num_classes=2 but the training data has 4"):
+        resolve_num_classes(cfg)

@@ -49,6 +49,7 @@ except ModuleNotFoundError:  # run from a checkout that is not pip-installed
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import semianchor  # noqa: F401
 import semianchor.data  # noqa: F401,E402  (registers semianchor_shapes_*)
+from semianchor.engine.classes import resolve_num_classes  # noqa: E402
 
 logger = logging.getLogger("detectron2.lazyconfig_train_net")
 
@@ -193,6 +194,7 @@ def setup(args):
     cfg = LazyConfig.load(args.config_file)
     cfg = LazyConfig.apply_overrides(cfg, args.opts)
     cfg.train.device = resolve_device(cfg.train.get("device", "auto"))
+    resolve_num_classes(cfg)  # before the config is saved: config.yaml holds the real count
     default_setup(cfg, args)
     setup_logger(cfg.train.output_dir, distributed_rank=comm.get_rank(), name="semianchor")
     return cfg

@@ -4,7 +4,6 @@ recipe of ``retinanet_R18_coco_json.py`` (shortest edge 224-288 px for training,
 testing, batch 8). alpha's epochs come from the json's size (the training tool sets them)::
 
     python tools/lazyconfig_train_net.py --config-file configs/quickstart/dla_R18_coco_json.py \
-        model.num_classes=3 \
         dataloader.train.dataset.json_file=/data/bccd/annotations/train.json \
         dataloader.train.dataset.image_root=/data/bccd/images \
         dataloader.test.dataset.json_file=/data/bccd/annotations/val.json \
@@ -15,7 +14,7 @@ from ..common.data.coco_json_quickstart import dataloader
 from ..common.data.constants import dataset_sizes
 from .dla_R18_shapes import lr_multiplier, model, optimizer, train
 
-model.num_classes = 80  # set it to the json's number of categories (the tool checks)
+model.num_classes = None  # the json's number of categories (the tools read it); give it to override
 train.output_dir = "./output/quickstart_dla_coco_json"
 # alpha's schedule (Eq. 2) for the documented example, BCCD's 292 training images at batch 8; the
 # training tool replaces it with the json's real size (set it for another json and trainer)

@@ -4,7 +4,6 @@ Small images for CPU: shortest edge 224-288 px for training, 256 px for testing 
 640x480 images become 341x256). Name the files and the class count on the command line::
 
     python tools/lazyconfig_train_net.py --config-file configs/quickstart/retinanet_R18_coco_json.py \
-        model.num_classes=3 \
         dataloader.train.dataset.json_file=/data/bccd/annotations/train.json \
         dataloader.train.dataset.image_root=/data/bccd/images \
         dataloader.test.dataset.json_file=/data/bccd/annotations/val.json \
@@ -14,5 +13,5 @@ Small images for CPU: shortest edge 224-288 px for training, 256 px for testing 
 from ..common.data.coco_json_quickstart import dataloader
 from .retinanet_R18_shapes import lr_multiplier, model, optimizer, train
 
-model.num_classes = 80  # set it to the json's number of categories (the tool checks)
+model.num_classes = None  # the json's number of categories (the tools read it); give it to override
 train.output_dir = "./output/quickstart_retinanet_coco_json"

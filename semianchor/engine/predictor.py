@@ -17,6 +17,7 @@ from detectron2.engine import DefaultPredictor
 
 from ..config import add_semianchor_config
 from ..data.coco_json import coco_json_class_names
+from .classes import resolve_num_classes
 
 __all__ = [
     "LazyPredictor",
@@ -165,6 +166,7 @@ def build_predictor(
     if is_lazy_config(config_file):
         cfg = LazyConfig.load(config_file)
         cfg = LazyConfig.apply_overrides(cfg, list(opts))
+        resolve_num_classes(cfg)
         if score_thresh is not None and "test_score_thresh" in cfg.model:
             cfg.model.test_score_thresh = min(cfg.model.test_score_thresh, score_thresh)
         predictor = LazyPredictor(cfg, weights, device)

@@ -8,5 +8,5 @@ from .dla_anchor_based_R18_shapes import model
 dataloader, optimizer, lr_multiplier, train = LazyConfig.load_rel(
     "../../../configs/quickstart/dla_R18_coco_json.py", ("dataloader", "optimizer", "lr_multiplier", "train")
 )
-model.num_classes = 80  # set it to the json's number of categories (the tool checks)
+model.num_classes = None  # the json's number of categories (the tools read it); give it to override
 train.output_dir = "./output/quickstart_dla_anchor_based_coco_json"

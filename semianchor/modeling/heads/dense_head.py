@@ -93,6 +93,11 @@ class DenseHead(nn.Module):
                 f"regression_activation must be 'none' or 'relu', got {regression_activation!r}"
             )
         in_channels = input_shape[0].channels
+        if not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(
+                f"num_classes must be an int >= 1, got {num_classes!r} (None in a COCO-json config "
+                "means 'from the json': semianchor.engine.classes.resolve_num_classes sets it)"
+            )
         self.num_classes = num_classes
         self.num_anchors = num_anchors
         self.quality = quality or None

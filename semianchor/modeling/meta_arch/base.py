@@ -141,6 +141,11 @@ class AssignmentDetector(DenseDetector):
             raise ValueError(
                 f"score_mode={score_mode!r}/centerness weighting need a head with a quality branch"
             )
+        if not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(
+                f"num_classes must be an int >= 1, got {num_classes!r} (None in a COCO-json config "
+                "means 'from the json': semianchor.engine.classes.resolve_num_classes sets it)"
+            )
         cls_width = num_classes + (classification_loss == "softmax_ce")
         if outputs["cls"].dim != cls_width:
             raise ValueError(
