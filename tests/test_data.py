@@ -162,3 +162,33 @@ def test_malformed_coco_json_names_the_file(tmp_path, content):
     json_file.write_text(content)
     with pytest.raises(ValueError, match=str(json_file)):
         get_coco_json_dicts(f"test_coco_json_bad_{len(content)}", str(json_file), str(tmp_path))
+
+
+def _flip_one_box(json_file):
+    content = json.loads(open(json_file).read())
+    ann = content["annotations"][1]
+    x, y, w, h = ann["bbox"]
+    ann["bbox"] = [x + w, y, -w, h]  # x1 < x0: a flipped box
+    open(json_file, "w").write(json.dumps(content))
+    return ann, len(content["annotations"])
+
+
+def test_flipped_box_fails_at_load_naming_file_image_and_annotation(tmp_path):
+    json_file, image_root = _write_coco(tmp_path)
+    ann, _ = _flip_one_box(json_file)
+    with pytest.raises(ValueError) as excinfo:
+        get_coco_json_dicts("test_coco_json_flipped", json_file, image_root)
+    message = str(excinfo.value)
+    assert json_file in message
+    assert f"image id {ann['image_id']}, annotation id {ann['id']}" in message
+
+
+def test_flipped_box_dropped_on_request_with_a_count(tmp_path, caplog):
+    json_file, image_root = _write_coco(tmp_path)
+    _, total = _flip_one_box(json_file)
+    with caplog.at_level("WARNING"):
+        dicts = get_coco_json_dicts(
+            "test_coco_json_flipped_drop", json_file, image_root, invalid_boxes="drop"
+        )
+    assert sum(len(d["annotations"]) for d in dicts) == total - 1
+    assert "Dropped 1 annotation(s) with invalid boxes" in caplog.text

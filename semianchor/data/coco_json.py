@@ -11,6 +11,8 @@ raise an error that names the file.
 """
 
 import json
+import logging
+import math
 import os
 from typing import Dict, List
 
@@ -18,6 +20,31 @@ from detectron2.data import DatasetCatalog, MetadataCatalog, get_detection_datas
 from detectron2.data.datasets import register_coco_instances
 
 _REQUIRED_KEYS = ("images", "categories")  # test-set jsons have no "annotations"
+INVALID_BOX_POLICIES = ("error", "drop")
+
+logger = logging.getLogger(__name__)
+
+
+def _bad_box(bbox) -> bool:
+    """A COCO [x, y, w, h] box that no loss can use: not 4 finite numbers, or w / h < 0 (flipped).
+    Zero-size boxes are left to Detectron2's mapper, which drops them."""
+    try:
+        x, y, w, h = (float(v) for v in bbox)
+    except (TypeError, ValueError):
+        return True
+    return not all(math.isfinite(v) for v in (x, y, w, h)) or w < 0 or h < 0
+
+
+def find_invalid_boxes(json_file: str) -> List[Dict]:
+    """The annotations of ``json_file`` whose box is invalid (see ``_bad_box``), as dicts with the
+    image id, annotation id and bbox, in file order."""
+    with open(json_file) as f:
+        annotations = json.load(f).get("annotations", [])
+    return [
+        {"image_id": a.get("image_id"), "id": a.get("id"), "bbox": a.get("bbox")}
+        for a in annotations
+        if "bbox" in a and _bad_box(a["bbox"])
+    ]
 
 
 def _check_paths(json_file: str, image_root: str) -> None:
@@ -81,7 +108,11 @@ def _validate_json(json_file: str) -> None:
 
 
 def get_coco_json_dicts(
-    name: str, json_file: str, image_root: str, filter_empty: bool = True
+    name: str,
+    json_file: str,
+    image_root: str,
+    filter_empty: bool = True,
+    invalid_boxes: str = "error",
 ) -> List[Dict]:
     """Detectron2 dataset dicts of a COCO json dataset, registering it under ``name`` first.
 
@@ -90,11 +121,36 @@ def get_coco_json_dicts(
         json_file: COCO instances json.
         image_root: folder the json's ``file_name`` entries are relative to.
         filter_empty: drop images without annotations (as for training in Detectron2).
+        invalid_boxes: what to do with annotations whose box is not 4 finite numbers with
+            w, h >= 0 (a flipped box): "error" (default) raises ValueError naming the file, the
+            image id and the annotation id, here, before the first iteration; "drop" removes them
+            and logs how many.
     """
+    if invalid_boxes not in INVALID_BOX_POLICIES:
+        raise ValueError(
+            f"invalid_boxes must be one of {INVALID_BOX_POLICIES}, got {invalid_boxes!r}"
+        )
     register_coco_json(name, json_file, image_root)
     try:
-        return get_detection_dataset_dicts(name, filter_empty=filter_empty)
+        dicts = get_detection_dataset_dicts(name, filter_empty=filter_empty)
     except Exception as e:
         _validate_json(json_file)  # raises an error naming the file when the json is malformed
         e.add_note(f"(while loading COCO json file {json_file}, image root {image_root})")
         raise
+    bad = find_invalid_boxes(json_file)
+    if bad and invalid_boxes == "error":
+        shown = "; ".join(
+            f"image id {b['image_id']}, annotation id {b['id']}: bbox {b['bbox']}" for b in bad[:5]
+        )
+        raise ValueError(
+            f"COCO json file {json_file} has {len(bad)} invalid box(es) (not finite, or negative "
+            f"width/height): {shown}{' ...' if len(bad) > 5 else ''}. Fix the file, or set "
+            "dataloader.<split>.dataset.invalid_boxes=drop to drop them."
+        )
+    if bad:
+        for record in dicts:
+            record["annotations"] = [a for a in record["annotations"] if not _bad_box(a["bbox"])]
+        if filter_empty:
+            dicts = [r for r in dicts if r["annotations"]]
+        logger.warning(f"Dropped {len(bad)} annotation(s) with invalid boxes from {json_file}")
+    return dicts

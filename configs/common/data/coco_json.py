@@ -26,7 +26,11 @@ from semianchor.data import get_coco_json_dicts
 dataloader = OmegaConf.create()
 
 dataloader.train = L(build_detection_train_loader)(
-    dataset=L(get_coco_json_dicts)(name="coco_json_train", json_file="", image_root=""),
+    # invalid_boxes: a flipped / non-finite box fails the load ("error", naming file, image and
+    # annotation ids) or is dropped with a count in the log ("drop")
+    dataset=L(get_coco_json_dicts)(
+        name="coco_json_train", json_file="", image_root="", invalid_boxes="error"
+    ),
     mapper=L(DatasetMapper)(
         is_train=True,
         augmentations=[
