@@ -26,10 +26,18 @@ import warnings
 
 import torch
 
-from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.config import LazyConfig, instantiate
-from detectron2.data import MetadataCatalog
-from detectron2.engine import (
+# semianchor first: it registers META_ARCHs and datasets and installs its narrow filters for the
+# dependencies' start-up warnings before Detectron2's modules emit them
+try:
+    import semianchor  # noqa: F401
+except ModuleNotFoundError:  # run from a checkout that is not pip-installed
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    import semianchor  # noqa: F401
+
+from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
+from detectron2.config import LazyConfig, instantiate  # noqa: E402
+from detectron2.data import MetadataCatalog  # noqa: E402
+from detectron2.engine import (  # noqa: E402
     AMPTrainer,
     SimpleTrainer,
     create_ddp_model,
@@ -39,15 +47,10 @@ from detectron2.engine import (
     hooks,
     launch,
 )
-from detectron2.evaluation import inference_on_dataset, print_csv_format
-from detectron2.utils import comm
-from detectron2.utils.logger import setup_logger
+from detectron2.evaluation import inference_on_dataset, print_csv_format  # noqa: E402
+from detectron2.utils import comm  # noqa: E402
+from detectron2.utils.logger import setup_logger  # noqa: E402
 
-try:
-    import semianchor  # noqa: F401  (registers META_ARCHs and the embedded datasets)
-except ModuleNotFoundError:  # run from a checkout that is not pip-installed
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    import semianchor  # noqa: F401
 import semianchor.data  # noqa: F401,E402  (registers semianchor_shapes_*)
 from semianchor.engine.classes import resolve_num_classes  # noqa: E402
 
