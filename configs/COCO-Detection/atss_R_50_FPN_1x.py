@@ -4,7 +4,7 @@ from ..common.models.atss import model
 from ..common.train import train
 from ..common.optim import SGD as optimizer
 from ..common.coco_schedule import lr_multiplier_1x as lr_multiplier
-from ..common.data.coco import dataloader
+from ..common.data.coco_single_scale import dataloader  # 800 px, as the paper
 
 dataloader.train.mapper.use_instance_mask = False
 model.backbone.bottom_up.freeze_at = 2

@@ -2,7 +2,7 @@
 The FCOS baseline the ATSS paper compares with (COCO minival): 37.8 AP."""
 
 from ..common.coco_schedule import lr_multiplier_1x as lr_multiplier
-from ..common.data.coco import dataloader
+from ..common.data.coco_single_scale import dataloader  # 800 px, as the paper
 from ..common.models.fcos import model
 from ..common.optim import SGD as optimizer
 from ..common.train import train

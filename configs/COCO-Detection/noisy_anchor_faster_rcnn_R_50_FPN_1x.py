@@ -16,7 +16,7 @@ from semianchor.modeling.assigners import CleanlinessAssigner
 from semianchor.modeling.proposal_generator import NoisyAnchorRPN
 
 from ..common.coco_schedule import lr_multiplier_1x as lr_multiplier
-from ..common.data.coco import dataloader
+from ..common.data.coco_single_scale import dataloader  # 800 px, as the paper
 from ..common.optim import SGD as optimizer
 from ..common.train import train
 

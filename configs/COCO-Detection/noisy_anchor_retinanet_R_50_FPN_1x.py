@@ -7,7 +7,7 @@ lr per image. Paper (COCO minival, R-50 1x): RetinaNet 36.2 -> 37.7 (Table 3, N 
 """
 
 from ..common.coco_schedule import lr_multiplier_1x as lr_multiplier
-from ..common.data.coco import dataloader
+from ..common.data.coco_single_scale import dataloader  # 800 px, as the paper
 from ..common.models.noisy_anchor_retinanet import model
 from ..common.optim import SGD as optimizer
 from ..common.train import train

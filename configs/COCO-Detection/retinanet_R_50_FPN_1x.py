@@ -2,7 +2,7 @@
 Detectron2 model zoo (COCO val2017): 37.4 AP; ATSS paper baseline (#A=9): 36.5 AP."""
 
 from ..common.coco_schedule import lr_multiplier_1x as lr_multiplier
-from ..common.data.coco import dataloader
+from ..common.data.coco_single_scale import dataloader  # 800 px, as the paper
 from ..common.models.retinanet import model
 from ..common.optim import SGD as optimizer
 from ..common.train import train
