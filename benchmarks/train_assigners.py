@@ -3,8 +3,14 @@
 
 Each run is ``tools/lazyconfig_train_net.py --config-file <method config> --num-gpus 1`` in a
 subprocess (the quickstart recipe: R-18-FPN 64 channels from scratch, batch 8, the quickstart
-iterations), one after the other; results go to ``benchmarks/results/<dataset>/<method>.json``
-and the table ``benchmarks/ASSIGNERS.md`` is rebuilt from every recorded result.
+iterations), one after the other; results go to ``<results-dir>/<dataset>/<method>.json``
+(default ``benchmarks/results``), runs to ``<output-dir>/<dataset>/<method>`` (default
+``output/bench``). The tracked table ``benchmarks/ASSIGNERS.md`` is rebuilt from every recorded
+result only when asked (``--write-table``, or ``--table-only``).
+
+Records are portable: a command shows the dataset's files as ``$<FOLDER>/...`` (``$BCCD`` for
+the BCCD folder holding the json files and images) and paths inside the repository
+relative to it, never a machine's absolute paths.
 
     python benchmarks/train_assigners.py --dataset shapes --methods retinanet,atss,dla
     python benchmarks/train_assigners.py --dataset coco_json --name bccd \
@@ -70,6 +76,35 @@ def final_metrics(output_dir):
     return metrics, last.get("iteration")
 
 
+_DATA_KEYS = ("json_file", "image_root")
+
+
+def portable_command(command: str, dataset: str) -> str:
+    """``command`` with the dataset's absolute paths (``*.json_file=`` / ``*.image_root=``) written
+    as ``$<FOLDER>/<path below their common folder FOLDER>`` and the repository's prefix dropped."""
+    pattern = re.compile(r"(\.(?:%s)=)(/\S+)" % "|".join(_DATA_KEYS))
+    paths = [m.group(2) for m in pattern.finditer(command)]
+    if paths:
+        root = os.path.commonpath([os.path.dirname(p) if p.endswith(".json") else p for p in paths])
+        if len(paths) == 1 or root == "/":
+            root = os.path.dirname(paths[0])
+        # named after the data folder ($BCCD for .../bccd), whatever the results' name
+        placeholder = "$" + re.sub(r"\W", "_", os.path.basename(root) or dataset).upper()
+
+        def swap(m):
+            rel = os.path.relpath(m.group(2), root)
+            return m.group(1) + (placeholder if rel == "." else f"{placeholder}/{rel}")
+
+        command = pattern.sub(swap, command)
+    return command.replace(REPO + os.sep, "")
+
+
+def _shown_dir(path: str) -> str:
+    """A run folder as a record shows it: relative to the repository when inside it."""
+    path = os.path.abspath(os.path.join(REPO, path))
+    return os.path.relpath(path, REPO) if path.startswith(REPO + os.sep) else "$OUTPUT_DIR"
+
+
 def run_one(args, method):
     shapes_cfg, json_cfg = METHODS[method]
     if (shapes_cfg if args.dataset == "shapes" else json_cfg) is None:
@@ -77,7 +112,7 @@ def run_one(args, method):
     config = os.path.join(
         "configs", "quickstart", shapes_cfg if args.dataset == "shapes" else json_cfg
     )
-    output_dir = os.path.join("output", "bench", args.name, method)
+    output_dir = os.path.join(args.output_dir, args.name, method)
     cmd = [
         sys.executable,
         "tools/lazyconfig_train_net.py",
@@ -98,7 +133,7 @@ def run_one(args, method):
             f"dataloader.test.dataset.image_root={args.image_root}",
         ]
     overrides += args.opts
-    shown = " ".join(cmd[1:] + overrides)
+    shown = portable_command(" ".join(cmd[1:] + overrides), args.name)
     print(f"[{method}] python {shown}", flush=True)
     os.makedirs(output_dir, exist_ok=True)
     start = time.time()
@@ -109,8 +144,9 @@ def run_one(args, method):
         raise RuntimeError(
             f"{method} failed (exit {proc.returncode}); see {output_dir}/bench_log.txt"
         )
-    metrics, _ = final_metrics(os.path.join(REPO, output_dir))
-    with open(os.path.join(REPO, output_dir, "config.yaml")) as f:  # the schedule really run
+    output_dir = os.path.join(REPO, output_dir)  # a relative --output-dir is below the repo
+    metrics, _ = final_metrics(output_dir)
+    with open(os.path.join(output_dir, "config.yaml")) as f:  # the schedule really run
         iteration = int(re.search(r"^  max_iter: (\d+)", f.read(), re.M).group(1))
     result = {
         "method": method,
@@ -123,23 +159,31 @@ def run_one(args, method):
         "machine": f"{platform.machine()} {os.cpu_count()} cpus",
         "date": time.strftime("%Y-%m-%d"),
     }
-    os.makedirs(os.path.join(RESULTS, args.name), exist_ok=True)
-    with open(os.path.join(RESULTS, args.name, f"{method}.json"), "w") as f:
+    os.makedirs(os.path.join(args.results_dir, args.name), exist_ok=True)
+    with open(os.path.join(args.results_dir, args.name, f"{method}.json"), "w") as f:
         json.dump(result, f, indent=1)
     print(f"[{method}] AP {metrics.get('AP', float('nan')):.2f} in {wall:.0f}s", flush=True)
     return result
 
 
-def write_table():
+def write_table(results_dir=RESULTS, output_dir=os.path.join("output", "bench"), table=None):
+    """Rebuild the table (default ``benchmarks/ASSIGNERS.md``) from ``results_dir``; records are
+    refreshed from their run folder when it exists, and rewritten with portable commands."""
+    table = table or os.path.join(REPO, "benchmarks", "ASSIGNERS.md")
     rows = []
-    for dataset in sorted(os.listdir(RESULTS)) if os.path.isdir(RESULTS) else []:
-        for fname in sorted(os.listdir(os.path.join(RESULTS, dataset))):
-            path = os.path.join(RESULTS, dataset, fname)
+    for dataset in sorted(os.listdir(results_dir)) if os.path.isdir(results_dir) else []:
+        if not os.path.isdir(os.path.join(results_dir, dataset)):
+            continue  # other benchmarks' records (loss_equivalence_*.json) sit beside the folders
+        for fname in sorted(os.listdir(os.path.join(results_dir, dataset))):
+            path = os.path.join(results_dir, dataset, fname)
             with open(path) as f:
                 r = json.load(f)
-            out = os.path.join(REPO, "output", "bench", r["dataset"], r["method"])
+            before = dict(r)
+            out = os.path.join(REPO, output_dir, r["dataset"], r["method"])
             if os.path.exists(os.path.join(out, "metrics.json")):  # the run itself is the source
                 r["metrics"], _ = final_metrics(out)
+            r["command"] = portable_command(r["command"], r["dataset"])
+            if r != before:
                 with open(path, "w") as f:
                     json.dump(r, f, indent=1)
             rows.append(r)
@@ -148,7 +192,8 @@ def write_table():
         "",
         "Written by `benchmarks/train_assigners.py` from `benchmarks/results/*/*.json`; every row is",
         "one real training + COCO evaluation run on the CPU (2 cores), R-18-FPN (64 channels) trained",
-        "from scratch with the quickstart recipe (batch 8). Commands are in the json files.",
+        "from scratch with the quickstart recipe (batch 8). Commands are in the json files;",
+        "`$BCCD` stands for the BCCD folder (annotations/{train,val}.json, images/).",
         "AP 0.00 = the model made no detection above its test score threshold (0.05).",
         "Wall times include waiting for other jobs on the shared 2-core machine (and, for",
         "shapes/dla_anchor_based, a pause while the main job was timed alone): not speeds.",
@@ -168,7 +213,7 @@ def write_table():
     lines += ["", "Commands:", ""] + [
         f"- {r['dataset']}/{r['method']}: `{r['command']}`" for r in rows
     ]
-    with open(os.path.join(REPO, "benchmarks", "ASSIGNERS.md"), "w") as f:
+    with open(table, "w") as f:
         f.write("\n".join(lines) + "\n")
 
 
@@ -185,7 +230,14 @@ def main():
     p.add_argument("--num-classes", type=int, default=0)
     p.add_argument("--max-iter", type=int, default=0, help="0: the configs' own schedule")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--table-only", action="store_true")
+    p.add_argument("--table-only", action="store_true", help="only rebuild the table")
+    p.add_argument(
+        "--write-table",
+        action="store_true",
+        help="rebuild the tracked benchmarks/ASSIGNERS.md after the runs (default: records only)",
+    )
+    p.add_argument("--output-dir", default=os.path.join("output", "bench"), help="run folders")
+    p.add_argument("--results-dir", default=RESULTS, help="result records (json)")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="extra overrides for every run")
     args = p.parse_args()
     args.name = args.name or args.dataset
@@ -202,8 +254,10 @@ def main():
             )
         for method in methods:
             run_one(args, method)
-            write_table()
-    write_table()
+            if args.write_table:
+                write_table(args.results_dir, args.output_dir)
+    if args.write_table or args.table_only:
+        write_table(args.results_dir, args.output_dir)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,73 @@
+"""Benchmark records are portable: no machine's absolute path in the tracked commands."""
+
+import glob
+import importlib.util
+import json
+import os
+import re
+
+from .conftest import REPO
+
+ABSOLUTE = re.compile(r"(?<![\w$.])/(?:work|home|root|tmp|data|mnt|Users)/")
+
+
+def _train_assigners():
+    spec = importlib.util.spec_from_file_location(
+        "train_assigners", os.path.join(REPO, "benchmarks", "train_assigners.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_portable_command_uses_a_placeholder_and_relative_paths():
+    ta = _train_assigners()
+    command = (
+        f"tools/lazyconfig_train_net.py --config-file {REPO}/configs/quickstart/atss_R18_coco_json.py "
+        "dataloader.train.dataset.json_file=/srv/x/bccd/annotations/train.json "
+        "dataloader.train.dataset.image_root=/srv/x/bccd/images "
+        "dataloader.test.dataset.json_file=/srv/x/bccd/annotations/val.json "
+        "dataloader.test.dataset.image_root=/srv/x/bccd/images"
+    )
+    out = ta.portable_command(command, "bccd_seed1")
+    assert "/srv/" not in out and REPO not in out, out
+    assert "dataloader.train.dataset.json_file=$BCCD/annotations/train.json" in out
+    assert "dataloader.test.dataset.image_root=$BCCD/images" in out
+    assert "--config-file configs/quickstart/atss_R18_coco_json.py" in out
+
+
+def test_tracked_records_hold_no_absolute_path():
+    files = glob.glob(os.path.join(REPO, "benchmarks", "results", "**", "*.json"), recursive=True)
+    files += glob.glob(os.path.join(REPO, "benchmarks", "*.md"))
+    assert files
+    for path in files:
+        with open(path) as f:
+            text = f.read()
+        if path.endswith(".json"):
+            text = json.dumps(json.loads(text).get("command", ""))
+        assert not ABSOLUTE.search(text), (path, ABSOLUTE.search(text).group(0))
+
+
+def test_write_table_goes_where_it_is_told(tmp_path):
+    ta = _train_assigners()
+    results = tmp_path / "results" / "mini"
+    results.mkdir(parents=True)
+    record = {
+        "method": "atss",
+        "dataset": "mini",
+        "config": "configs/quickstart/atss_R18_coco_json.py",
+        "command": "python x dataloader.train.dataset.json_file=/srv/d/mini/a.json "
+        "dataloader.train.dataset.image_root=/srv/d/mini/img",
+        "iterations": 3,
+        "wall_seconds": 1.0,
+        "metrics": {"AP": 1.0},
+    }
+    (results / "atss.json").write_text(json.dumps(record))
+    tracked = os.path.join(REPO, "benchmarks", "ASSIGNERS.md")
+    before = open(tracked).read()
+    table = tmp_path / "table.md"
+    ta.write_table(str(tmp_path / "results"), str(tmp_path / "runs"), str(table))
+    assert open(tracked).read() == before  # the tracked table is only written when asked
+    text = table.read_text()
+    assert "| mini | atss | 3 |" in text and "$MINI/a.json" in text and "/srv/" not in text
+    assert "/srv/" not in (results / "atss.json").read_text()
