@@ -627,3 +627,78 @@ def test_rcnn_inference_output_format(tiny_rcnn):
         inst = r["instances"]
         assert inst.image_size == (80, 80)
         assert len(inst) <= 100 and torch.isfinite(inst.pred_boxes.tensor).all()
+
+
+def _independent_retinanet_positives(inputs):
+    """RetinaNet's {0.4, 0.5} matcher written out: IoU >= 0.5, or among a GT's highest-IoU
+    anchors (ties included, as Detectron2's low-quality matches)."""
+    from detectron2.structures import Boxes, pairwise_iou
+
+    total = 0
+    for n in range(inputs.gt_boxes.shape[0]):
+        m = int(inputs.gt_counts[n])
+        if not m:
+            continue
+        # the same float32 IoU as the detector (ties decide low-quality matches)
+        iou = pairwise_iou(Boxes(inputs.gt_boxes[n, :m].float()), Boxes(inputs.anchors.float()))
+        pos = iou.max(dim=0).values >= 0.5
+        pos |= (iou == iou.max(dim=1, keepdim=True).values).any(dim=0)
+        total += int(pos.sum())
+    return total
+
+
+def _losses_with(model, normalizer, batch):
+    """Losses of one step with ``normalizer`` and the batch's own (un-averaged) normaliser value."""
+    seen = {}
+    ema = model.ema_normalizer
+    losses_fn = model.losses
+
+    def record(value, name="loss_normalizer"):
+        seen[name] = value
+        return ema(value, name)
+
+    def capture(inputs, preds, result):
+        seen["inputs"], seen["result"] = inputs, result
+        return losses_fn(inputs, preds, result)
+
+    model.normalizer_type, model.loss_normalizer_momentum = normalizer, 0.0
+    model.ema_normalizer, model.losses = record, capture
+    try:
+        torch.manual_seed(0)
+        with EventStorage():
+            losses = model(batch)
+    finally:
+        del model.ema_normalizer, model.losses
+        model.normalizer_type = "positives"
+    return losses, seen
+
+
+def test_loss_normalizer_choices(tiny_retinanet):
+    """positives = |A_pos|, soft_targets = sum c over A_pos, retinanet_matched = RetinaNet's
+    positive count; the un-normalised sums are the same, only the divisor changes."""
+    model = tiny_retinanet
+    model.train()
+    batch = make_batch(2)
+    base, seen = _losses_with(model, "positives", batch)
+    result = seen["result"]["anchors"]
+    pos = result.positive_mask(model.num_classes)
+    assert seen["loss_normalizer"] == float(pos.sum()) > 0
+    soft, seen_soft = _losses_with(model, "soft_targets", batch)
+    expected_soft = float(result.soft_targets[pos].float().sum())
+    assert seen_soft["loss_normalizer"] == pytest.approx(expected_soft)
+    assert 0 < expected_soft < float(pos.sum())
+    matched, seen_matched = _losses_with(model, "retinanet_matched", batch)
+    assert seen_matched["loss_normalizer"] == _independent_retinanet_positives(seen["inputs"])
+    for key in ("loss_noisy_cls", "loss_noisy_box"):
+        unnormalised = float(base[key]) * seen["loss_normalizer"]
+        assert float(soft[key]) * seen_soft["loss_normalizer"] == pytest.approx(unnormalised, 1e-4)
+        assert float(matched[key]) * seen_matched["loss_normalizer"] == pytest.approx(
+            unnormalised, 1e-4
+        )
+
+
+def test_unknown_loss_normalizer_is_an_error():
+    cfg = LazyConfig.load(os.path.join(REPO, LAZY))
+    cfg.model.normalizer_type = "images"
+    with pytest.raises(ValueError, match="normalizer_type must be one of"):
+        instantiate(shrink_lazy_model(cfg.model))

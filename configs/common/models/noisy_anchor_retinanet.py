@@ -49,3 +49,6 @@ model.test_score_thresh = 0.05
 model.test_topk_candidates = 1000
 model.test_nms_thresh = 0.5
 model.max_detections_per_image = 100
+# the paper does not state the loss normaliser: |A_pos| ("positives"), or "soft_targets" /
+# "retinanet_matched" (see NoisyAnchorRetinaNet)
+model.normalizer_type = "positives"
