@@ -2,7 +2,6 @@
 image recipe of ``configs/common/data/coco_json_quickstart.py``), e.g. BCCD::
 
     python tools/lazyconfig_train_net.py --config-file configs/quickstart/padet_R18_coco_json.py \
-        model.num_classes=3 \
         dataloader.train.dataset.json_file=/data/bccd/annotations/train.json \
         dataloader.train.dataset.image_root=/data/bccd/images \
         dataloader.test.dataset.json_file=/data/bccd/annotations/val.json \
@@ -12,5 +11,5 @@ image recipe of ``configs/common/data/coco_json_quickstart.py``), e.g. BCCD::
 from ..common.data.coco_json_quickstart import dataloader
 from .padet_R18_shapes import lr_multiplier, model, optimizer, train
 
-model.num_classes = 80  # set it to the json's number of categories (the tool checks)
+model.num_classes = None  # the json's number of categories (the tools read it); give it to override
 train.output_dir = "./output/quickstart_padet_coco_json"
