@@ -14,4 +14,5 @@ from semianchor.data import BCCD_CLASS_NAMES
 model.num_classes = len(BCCD_CLASS_NAMES)
 train.max_iter = 180  # the lr_multiplier's milestones are fractions of it (75%, 90%)
 train.eval_period = 0  # evaluate once, at the end (also when max_iter is overridden)
+train.log_period = 10  # 18 points on the report's loss curve
 train.output_dir = "./output/quickstart_atss_bccd"
