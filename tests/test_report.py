@@ -134,8 +134,9 @@ def test_compute_assignment_matches_atss_rule():
     records = load_shapes("semianchor_shapes_tiny")
     inputs = [mapper(dict(r)) for r in records[:3]]
     bn_before = {k: v.clone() for k, v in model.state_dict().items() if "running_mean" in k}
+    assigner = model.assigner
     results = compute_assignment(model, inputs)
-    assert model.training  # mode restored
+    assert model.training and model.assigner is assigner  # mode and assigner restored
     for k, v in model.state_dict().items():  # eval mode: BN statistics untouched
         if k in bn_before:
             torch.testing.assert_close(v, bn_before[k])
@@ -158,6 +159,62 @@ def test_compute_assignment_matches_atss_rule():
         np.testing.assert_allclose(sizes, 4 * strides, rtol=1e-5)  # quickstart anchors: 4 x stride
         assert a.level_names == ["p3", "p4", "p5", "p6", "p7"]
         assert "ATSS" in a.method
+
+
+@pytest.mark.parametrize(
+    "config",
+    ["dla_R18_shapes.py", "noisy_anchor_retinanet_R18_shapes.py", "atss_anchor_free_R18_shapes.py"],
+)
+def test_compute_assignment_other_methods(config):
+    """Prediction-aware (DLA, cleanliness) and anchor-free assigners are drawn from the model's
+    own training path: every image with objects gets positives matched to real GTs."""
+    from detectron2.config import LazyConfig, instantiate
+    from detectron2.data import DatasetMapper
+
+    from semianchor.data import load_shapes
+    from semianchor.engine.report import compute_assignment
+
+    cfg = LazyConfig.load(os.path.join(REPO, "configs", "quickstart", config))
+    torch.manual_seed(0)
+    model = instantiate(cfg.model)
+    if hasattr(model, "set_training_schedule"):  # DLA's alpha follows the training progress
+        model.set_training_schedule(iters_per_epoch=10, max_iter=100)
+    mapper = DatasetMapper(is_train=True, augmentations=[], image_format="BGR")
+    records = [r for r in load_shapes("semianchor_shapes_tiny") if r["annotations"]][:2]
+    results = compute_assignment(model, [mapper(dict(r)) for r in records])
+    for record, a in zip(records, results):
+        m = len(record["annotations"])
+        assert len(a.gt_boxes) == m and len(a.anchor_boxes) > 0
+        assert 0 <= a.matched_gt.min() and a.matched_gt.max() < m
+        assert type(model).__name__ in a.method
+
+
+def test_compute_assignment_without_assigner_call():
+    from detectron2.structures import Instances
+
+    from semianchor.engine.report import compute_assignment
+
+    class NoAssign(torch.nn.Module):
+        """Has the attributes but its training path never assigns."""
+
+        assigner = staticmethod(lambda inputs: None)
+        head_in_features = []
+        device = torch.device("cpu")
+
+        def preprocess_image(self, batched_inputs):
+            return type("Images", (), {"tensor": torch.zeros(1, 3, 8, 8)})()
+
+        def backbone(self, x):
+            return {}
+
+        def head(self, features):
+            return {}
+
+        def forward_training(self, *args):
+            return {}
+
+    with pytest.raises(RuntimeError, match="did not call its assigner"):
+        compute_assignment(NoAssign(), [{"instances": Instances((8, 8))}])
 
 
 def test_compute_assignment_needs_an_assigner():

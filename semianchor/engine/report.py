@@ -71,22 +71,31 @@ class ImageAssignment:
     method: str
 
 
-def compute_assignment(model, batched_inputs: List[Dict]) -> List[ImageAssignment]:
-    """Run ``model``'s label assigner on mapped inputs (with ``instances``) and return, per image,
-    the GT boxes, the positive anchors' boxes and the GT each one is matched to.
+class _AssignmentCaptured(Exception):
+    """Raised by the recording assigner: stops ``forward_training`` before its losses."""
 
-    This is the only function of the report that touches the detector's internals (backbone,
-    head, anchor generator, ``flatten_predictions``, ``build_assign_inputs``, ``assigner``).
-    The head runs too, so prediction-aware assigners (DLA, cleanliness) see the model's real
-    predictions. The model is run in eval mode (BatchNorm statistics are not updated) and put
-    back in its previous mode.
+
+def compute_assignment(model, batched_inputs: List[Dict]) -> List[ImageAssignment]:
+    """Run ``model``'s label assignment on mapped inputs (with ``instances``) and return, per
+    image, the GT boxes, the positive anchors' boxes and the GT each one is matched to.
+
+    This is the only function of the report that touches the detector's internals. It runs the
+    model's own training path (backbone, head, ``forward_training``) with ``model.assigner``
+    shadowed by a recorder that keeps the assigner's inputs and result and stops before the
+    losses, so every method's own anchors and assigner inputs are drawn (prediction-aware rules
+    such as DLA or cleanliness see the model's real predictions) without copying its plumbing.
+    It relies on: ``preprocess_image``, ``backbone``, ``head_in_features``, ``head``,
+    ``forward_training(images, features, predictions, gt_instances)`` calling
+    ``self.assigner(AssignInputs) -> AssignResult`` (the first call is drawn). The model runs in
+    eval mode (BatchNorm statistics untouched) and is restored.
 
     Raises:
         TypeError: the model has no label assigner (e.g. Detectron2's own RetinaNet).
         ValueError: an input has no ``instances`` (map it with ``is_train=True``).
+        RuntimeError: ``forward_training`` never called the assigner.
     """
     model = getattr(model, "module", model)  # DistributedDataParallel
-    needed = ("assigner", "build_assign_inputs", "flatten_predictions", "anchor_generator", "head")
+    needed = ("assigner", "forward_training", "preprocess_image", "backbone", "head")
     missing = [a for a in needed if not hasattr(model, a)]
     if missing:
         raise TypeError(
@@ -100,42 +109,67 @@ def compute_assignment(model, batched_inputs: List[Dict]) -> List[ImageAssignmen
             )
     from detectron2.utils.events import EventStorage
 
-    was_training = model.training
+    assigner, captured = model.assigner, {}
+
+    class Recorder:
+        """Calls the assigner, keeps its inputs and result, stops the training path; any other
+        attribute (``requires_predictions``, ...) is the assigner's."""
+
+        def __getattr__(self, name):
+            return getattr(assigner, name)
+
+        def __call__(self, inputs):
+            captured["inputs"], captured["result"] = inputs, assigner(inputs)
+            raise _AssignmentCaptured
+
+    record = Recorder()
+    was_training, in_dict = model.training, "assigner" in model.__dict__
     model.eval()
+    # object.__setattr__: shadow the attribute even when the assigner is a registered submodule
+    object.__setattr__(model, "assigner", record)
     try:
-        with torch.no_grad(), EventStorage(0):  # some models log scalars while assigning
+        with torch.no_grad(), EventStorage(0):  # some models log scalars while training
             images = model.preprocess_image(batched_inputs)
             features = model.backbone(images.tensor)
             features = [features[f] for f in model.head_in_features]
             predictions = model.head(features)
-            anchors = model.anchor_generator(features)
-            preds = model.flatten_predictions(predictions)
             gt_instances = [x["instances"].to(model.device) for x in batched_inputs]
-            inputs = model.build_assign_inputs(anchors, preds, gt_instances)
-            result = model.assigner(inputs)
+            try:
+                model.forward_training(images, features, predictions, gt_instances)
+            except _AssignmentCaptured:
+                pass
     finally:
+        if in_dict:
+            object.__setattr__(model, "assigner", assigner)
+        else:
+            model.__dict__.pop("assigner", None)
         model.train(was_training)
+    if not captured:
+        raise RuntimeError(f"{type(model).__name__}.forward_training did not call its assigner")
+    inputs, result = captured["inputs"], captured["result"]
 
     levels = torch.repeat_interleave(
         torch.arange(len(inputs.num_anchors_per_level)),
         torch.as_tensor(inputs.num_anchors_per_level),
     )
-    positive = result.positive_mask(inputs.num_classes) & (result.matched_gt >= 0)
-    method = f"{type(model).__name__}, {model.assigner!r}"
+    positive = (result.positive_mask(inputs.num_classes) & (result.matched_gt >= 0)).cpu()
+    anchors = inputs.anchors.cpu()
+    level_names = list(getattr(model, "head_in_features", [])) or [
+        f"level {k}" for k in range(len(inputs.num_anchors_per_level))
+    ]
     out = []
     for i in range(inputs.num_images):
-        m = int(inputs.gt_counts[i])
-        pos = positive[i].cpu()
+        m, pos = int(inputs.gt_counts[i]), positive[i]
+        image_anchors = anchors[i] if anchors.dim() == 3 else anchors  # per-image or shared
         out.append(
             ImageAssignment(
                 gt_boxes=inputs.gt_boxes[i, :m].cpu().numpy(),
                 gt_classes=inputs.gt_classes[i, :m].cpu().numpy(),
-                anchor_boxes=inputs.anchors[pos.to(inputs.anchors.device)].cpu().numpy(),
+                anchor_boxes=image_anchors[pos].numpy(),
                 matched_gt=result.matched_gt[i].cpu()[pos].numpy(),
                 anchor_levels=levels[pos].numpy(),
-                level_names=list(getattr(model, "head_in_features", []))
-                or [f"level {k}" for k in range(len(inputs.num_anchors_per_level))],
-                method=method,
+                level_names=level_names,
+                method=f"{type(model).__name__}, {assigner!r}",
             )
         )
     return out
