@@ -670,7 +670,7 @@ def write_report(
 
     # 4. the summary
     written["text"] = _summary(
-        cfg, results, config_file, overrides, test_name, records, report_dir, written
+        cfg, results, config_file, overrides, test_name, records, report_dir, written, score_thresh
     )
     written["summary"] = os.path.join(report_dir, "summary.txt")
     with open(written["summary"], "w") as f:
@@ -680,7 +680,9 @@ def write_report(
     return written
 
 
-def _summary(cfg, results, config_file, overrides, test_name, records, report_dir, written) -> str:
+def _summary(
+    cfg, results, config_file, overrides, test_name, records, report_dir, written, score_thresh
+) -> str:
     output_dir = _display_path(cfg.train.output_dir)
     checkpoint = os.path.join(output_dir, "model_final.pth")
     bbox = (results or {}).get("bbox", {})
@@ -712,6 +714,8 @@ def _summary(cfg, results, config_file, overrides, test_name, records, report_di
         os.path.join(output_dir, "demo"),
         "--weights",
         checkpoint,
+        "--confidence-threshold",  # the report pictures' threshold
+        f"{score_thresh:g}",
         *model_opts,
     ]
     lines.append("    " + " ".join(shlex.quote(a) for a in demo))
