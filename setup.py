@@ -77,6 +77,8 @@ setup(
     version="0.1.0",
     description="Detectron2 library of one-stage detectors that differ by label assignment",
     packages=find_packages(exclude=("tests", "tests.*", "configs", "tools", "benchmarks")),
+    # the builtin dataset (BCCD: jsons, images, licence, provenance) ships inside the package
+    package_data={"semianchor.data": ["builtin/*/*.*", "builtin/*/LICENSE", "builtin/*/*/*"]},
     python_requires=">=3.10",
     install_requires=["torch>=2.11", "torchvision", "fvcore", "pycocotools"],
     ext_modules=get_extensions(),

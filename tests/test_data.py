@@ -192,3 +192,33 @@ def test_flipped_box_dropped_on_request_with_a_count(tmp_path, caplog):
         )
     assert sum(len(d["annotations"]) for d in dicts) == total - 1
     assert "Dropped 1 annotation(s) with invalid boxes" in caplog.text
+
+def test_builtin_bccd_from_any_cwd(tmp_path, monkeypatch):
+    """The shipped BCCD splits load (paths relative to the package) from an unrelated cwd, with
+    the counts of their PROVENANCE.md and their class names before and after loading."""
+    from semianchor.data import BCCD_CLASS_NAMES, BCCD_ROOT
+
+    monkeypatch.chdir(tmp_path)
+    expected = {"bccd_train": (292, 3922), "bccd_val": (72, 964)}
+    for name, (num_images, num_boxes) in expected.items():
+        assert MetadataCatalog.get(name).thing_classes == BCCD_CLASS_NAMES
+        records = DatasetCatalog.get(name)
+        assert len(records) == num_images
+        assert sum(len(r["annotations"]) for r in records) == num_boxes
+        assert all(os.path.isfile(r["file_name"]) for r in records)
+        assert all(r["file_name"].startswith(BCCD_ROOT) for r in records)
+        classes = {a["category_id"] for r in records for a in r["annotations"]}
+        assert classes == {0, 1, 2}
+        assert MetadataCatalog.get(name).thing_classes == BCCD_CLASS_NAMES
+    for f in ("LICENSE", "PROVENANCE.md"):
+        assert os.path.isfile(os.path.join(BCCD_ROOT, f))
+
+
+def test_builtin_missing_files_are_named(monkeypatch, tmp_path):
+    from semianchor.data import builtin_datasets
+
+    monkeypatch.setattr(builtin_datasets, "BUILTIN_ROOT", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match=str(tmp_path)):
+        builtin_datasets.builtin_paths("bccd_val")
+    with pytest.raises(KeyError, match="bccd_train"):
+        builtin_datasets.builtin_paths("nope")

@@ -15,6 +15,11 @@ Detectron2's command line::
 - ``train.device``: ``auto`` (the default: cuda when available, else cpu), ``cpu`` or ``cuda``.
   ``--num-gpus N`` starts N processes; without CUDA they train on CPU over gloo.
 - A non-finite loss stops training with an error naming the iteration and the loss terms.
+- After training, the main process writes a report under ``train.output_dir/report/``
+  (``semianchor.engine.report``): validation images with predictions beside the ground truth, the
+  label assignment of a training image, the loss curve, and a summary (AP, where the checkpoint,
+  pictures and TensorBoard logs are, the commands to serve the model and to train on one's own
+  COCO json). ``--no-report`` skips it; ``--report-images N`` sets how many images are drawn.
 
 Importing ``semianchor`` registers its META_ARCHs and the embedded ``semianchor_shapes_*``
 datasets; COCO-format json datasets are named in the config (``configs/common/data/coco_json.py``).
@@ -190,6 +195,17 @@ def do_train(args, cfg):
             f"Training stopped: non-finite loss. {e}\nLower optimizer.lr or lengthen the warmup; "
             f"checkpoints so far are in {cfg.train.output_dir}"
         ) from e
+    if comm.is_main_process() and not getattr(args, "no_report", False):
+        from semianchor.engine.report import write_report
+
+        write_report(
+            cfg,
+            model,
+            last_results,
+            config_file=args.config_file,
+            overrides=args.opts,
+            num_images=getattr(args, "report_images", 4),
+        )
     return last_results
 
 
@@ -215,8 +231,27 @@ def main(args):
     return do_train(args, cfg)
 
 
+def argument_parser():
+    """Detectron2's command line plus the end-of-training report's options."""
+    parser = default_argument_parser()
+    parser.add_argument(
+        "--no-report",
+        action="store_true",
+        help="do not write the end-of-training report (pictures, loss curve, summary)",
+    )
+    parser.add_argument(
+        "--report-images",
+        type=int,
+        default=4,
+        help="validation images drawn with their predictions in the report (default 4)",
+    )
+    return parser
+
+
 def invoke_main() -> None:
-    args = default_argument_parser().parse_args()
+    args = argument_parser().parse_args()
+    if args.report_images < 1:
+        raise SystemExit(f"--report-images must be >= 1, got {args.report_images}")
     launch(
         main,
         args.num_gpus,

@@ -1,88 +1,90 @@
 #!/usr/bin/env python
 """Draw which anchors a detector's label assigner makes positive, image by image.
 
-    python tools/visualize_assignment.py --config-file configs/quickstart/atss_R18_shapes.py \
-        --output vis_assign --num-images 4 [--weights model.pth] [key=value ...]
+    python tools/visualize_assignment.py --config-file configs/quickstart/atss_R18_bccd.py \
+        --output vis_assign --num-images 4 [--weights model.pth] [--show-anchor-boxes] [key=value ...]
 
-For each training image (test-time mapper, no augmentation) it runs the model's backbone and head
-(so prediction-aware assigners such as DLA or cleanliness see real predictions; random ones
-without --weights), the anchor generator and the assigner, then writes a PNG: GT boxes in white,
-each positive anchor's box in its GT's colour, and prints positives per GT and per level.
+For each training image (test-time resize, no flip) it runs the model's backbone and head (so
+prediction-aware assigners such as DLA or cleanliness see real predictions; random ones without
+--weights), the anchor generator and the assigner, then writes a PNG drawn like the papers'
+figures (``semianchor.engine.report.draw_assignment``): GT boxes, the centres of their positive
+anchors as dots in the GT's colour, a title naming the method and a legend with the counts;
+small images are upscaled. ``--show-anchor-boxes`` also draws the positive anchors' boxes. It
+prints the positives per GT and per level.
 """
+
 import argparse
 import os
 import sys
 
-import cv2
 import numpy as np
-import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import semianchor  # noqa: E402,F401
+import semianchor  # noqa: E402,F401  (registers META_ARCHs and datasets)
 from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
 from detectron2.config import LazyConfig, instantiate  # noqa: E402
-from detectron2.data import DatasetMapper  # noqa: E402
-from detectron2.utils.events import EventStorage  # noqa: E402
-
-
-def assign_one(model, inputs):
-    """Returns (AssignResult, AssignInputs) for one mapped dataset dict."""
-    images = model.preprocess_image([inputs])
-    features = model.backbone(images.tensor)
-    features = [features[f] for f in model.head_in_features]
-    predictions = model.head(features)
-    anchors = model.anchor_generator(features)
-    preds = model.flatten_predictions(predictions)
-    assign_inputs = model.build_assign_inputs(anchors, preds, [inputs["instances"].to(model.device)])
-    return model.assigner(assign_inputs), assign_inputs
+from detectron2.data import DatasetMapper, MetadataCatalog  # noqa: E402
+from semianchor.engine.report import compute_assignment, draw_assignment  # noqa: E402
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--config-file", required=True, help="a LazyConfig .py")
-    parser.add_argument("--output", required=True)
+    parser.add_argument("--output", required=True, help="folder for the PNGs")
     parser.add_argument("--num-images", type=int, default=4)
-    parser.add_argument("--weights", default="")
-    parser.add_argument("opts", nargs=argparse.REMAINDER)
+    parser.add_argument("--weights", default="", help="checkpoint (default: an untrained model)")
+    parser.add_argument(
+        "--show-anchor-boxes", action="store_true", help="also draw the positive anchors' boxes"
+    )
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="key=value config overrides")
     args = parser.parse_args(argv)
+    if not os.path.isfile(args.config_file):
+        parser.error(f"config file not found: {args.config_file}")
+    if args.num_images < 1:
+        parser.error(f"--num-images must be >= 1, got {args.num_images}")
 
     cfg = LazyConfig.apply_overrides(LazyConfig.load(args.config_file), args.opts)
     model = instantiate(cfg.model).eval()
     if args.weights:
         DetectionCheckpointer(model).load(args.weights)
-    dataset = instantiate(cfg.dataloader.train.dataset)
-    mapper = DatasetMapper(is_train=True, augmentations=[], image_format=cfg.dataloader.train.mapper.image_format)
+    dataset_cfg = cfg.dataloader.train.dataset
+    names = dataset_cfg.get("names", None) or dataset_cfg.get("name", None)
+    name = names if isinstance(names, str) else names[0]
+    class_names = list(MetadataCatalog.get(name).get("thing_classes", None) or [])
+    image_format = cfg.dataloader.train.mapper.image_format
+    # the test-time resize (anchors live in the resized image), no flip; is_train keeps the GTs
+    augmentations = [instantiate(a) for a in cfg.dataloader.test.mapper.get("augmentations", [])]
+    mapper = DatasetMapper(is_train=True, augmentations=augmentations, image_format=image_format)
     os.makedirs(args.output, exist_ok=True)
-    rng = np.random.default_rng(0)
     written = []
-    with torch.no_grad(), EventStorage(0):
-        for d in dataset[: args.num_images]:
-            inputs = mapper(d)
-            result, ainp = assign_one(model, inputs)
-            image = inputs["image"].permute(1, 2, 0).numpy().astype(np.uint8).copy()
-            if cfg.dataloader.train.mapper.image_format == "RGB":
-                image = image[:, :, ::-1].copy()
-            m = int(ainp.gt_counts[0])
-            colors = rng.integers(64, 256, size=(max(m, 1), 3))
-            matched = result.matched_gt[0]
-            level_of = torch.repeat_interleave(
-                torch.arange(len(ainp.num_anchors_per_level)), torch.tensor(ainp.num_anchors_per_level)
-            )
-            for r in (matched >= 0).nonzero()[:, 0].tolist():
-                x0, y0, x1, y1 = ainp.anchors[r].round().int().tolist()
-                c = tuple(int(v) for v in colors[int(matched[r])])
-                cv2.rectangle(image, (x0, y0), (x1, y1), c, 1)
-                cv2.circle(image, ((x0 + x1) // 2, (y0 + y1) // 2), 2, c, -1)
-            for g in range(m):
-                x0, y0, x1, y1 = ainp.gt_boxes[0, g].round().int().tolist()
-                cv2.rectangle(image, (x0, y0), (x1, y1), (255, 255, 255), 1)
-            out = os.path.join(args.output, f"{os.path.splitext(os.path.basename(d['file_name']))[0]}.png")
-            cv2.imwrite(out, image)
-            written.append(out)
-            per_gt = torch.bincount(matched[matched >= 0], minlength=m)[:m].tolist()
-            per_level = torch.bincount(level_of[matched >= 0], minlength=len(ainp.num_anchors_per_level)).tolist()
-            print(f"{d['file_name']}: {m} GTs, positives per GT {per_gt}, per level {per_level} -> {out}")
+    for d in instantiate(dataset_cfg)[: args.num_images]:
+        inputs = mapper(dict(d))
+        (assignment,) = compute_assignment(model, [inputs])
+        image = inputs["image"].permute(1, 2, 0).numpy().astype(np.uint8)
+        if image_format == "BGR":
+            image = image[:, :, ::-1]
+        stem = os.path.splitext(os.path.basename(d["file_name"]))[0]
+        out = draw_assignment(
+            np.ascontiguousarray(image),
+            assignment,
+            class_names,
+            os.path.join(args.output, f"{stem}.png"),
+            title=f"{assignment.method}\npositive anchors of {name}: {os.path.basename(d['file_name'])}"
+            + ("" if args.weights else " (untrained model)"),
+            show_anchor_boxes=args.show_anchor_boxes,
+        )
+        written.append(out)
+        m = len(assignment.gt_boxes)
+        per_gt = np.bincount(assignment.matched_gt.astype(np.int64), minlength=m)[:m].tolist()
+        per_level = np.bincount(
+            assignment.anchor_levels.astype(np.int64), minlength=len(assignment.level_names)
+        ).tolist()
+        print(
+            f"{d['file_name']}: {m} GTs, positives per GT {per_gt}, per level {per_level} -> {out}"
+        )
     return written
 
 

@@ -1,0 +1,262 @@
+"""The end-of-training report (semianchor/engine/report.py) on a tiny run, and its pieces.
+
+One 12-iteration ATSS run on the 16-image, 128 px shapes split (~10 s on CPU) writes the report;
+the tests check the files it writes and what the assignment picture is drawn from.
+"""
+
+import json
+import os
+import struct
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from .conftest import REPO, TINY_OVERRIDES
+
+QUICKSTART_ATSS = os.path.join(REPO, "configs", "quickstart", "atss_R18_shapes.py")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _png_size(path):
+    """(width, height) of a PNG, checking its signature and that it decodes."""
+    from PIL import Image
+
+    with open(path, "rb") as f:
+        head = f.read(24)
+    assert head[:8] == PNG_SIGNATURE, f"{path} is not a PNG"
+    width, height = struct.unpack(">II", head[16:24])
+    with Image.open(path) as im:
+        im.load()  # decodes every pixel: a truncated file fails here
+        assert im.size == (width, height)
+        pixels = np.asarray(im.convert("RGB"))
+    assert pixels.std() > 5, f"{path} is (almost) a single colour"
+    return width, height
+
+
+@pytest.fixture(scope="module")
+def tiny_report(tmp_path_factory, train_net):
+    output_dir = str(tmp_path_factory.mktemp("report_run"))
+    args = train_net.argument_parser().parse_args(
+        [
+            "--config-file",
+            QUICKSTART_ATSS,
+            "--report-images",
+            "2",
+            *TINY_OVERRIDES,
+            f"train.output_dir={output_dir}",
+            "train.max_iter=12",
+            "train.eval_period=0",
+            "model.test_score_thresh=0.001",
+        ]
+    )
+    results = train_net.main(args)
+    return output_dir, results
+
+
+def test_report_files(tiny_report, capsys):
+    output_dir, results = tiny_report
+    report = os.path.join(output_dir, "report")
+    predictions = sorted(f for f in os.listdir(report) if f.startswith("predictions_"))
+    assignments = [f for f in os.listdir(report) if f.startswith("assignment_")]
+    assert len(predictions) == 2 and len(assignments) == 1, os.listdir(report)
+    for name in predictions:
+        width, height = _png_size(os.path.join(report, name))
+        # two upscaled 128 px panels side by side
+        assert width >= 2 * 512 and height >= 512 and width > height, (name, width, height)
+    width, height = _png_size(os.path.join(report, assignments[0]))
+    assert min(width, height) >= 512, (width, height)  # the 128 px image is upscaled
+    width, height = _png_size(os.path.join(report, "loss.png"))
+    assert width >= 600 and height >= 300
+
+    with open(os.path.join(report, "summary.txt")) as f:
+        summary = f.read()
+    ap, ap50 = results["bbox"]["AP"], results["bbox"]["AP50"]
+    assert f"AP {ap:.1f}, AP50 {ap50:.1f}" in summary
+    assert os.path.join(output_dir, "model_final.pth") in summary
+    assert os.path.isfile(os.path.join(output_dir, "model_final.pth"))
+    assert f"tensorboard --logdir {output_dir}" in summary
+    assert "tools/demo.py --config-file" in summary and "atss_R18_shapes.py" in summary
+    assert "lazyconfig_train_net.py --config-file" in summary and "atss_R18_coco_json.py" in summary
+    assert "dataloader.train.dataset.json_file=" in summary
+
+
+def test_summary_demo_command_runs(tiny_report, tmp_path):
+    """The printed demo command serves the checkpoint (run in-process, same arguments)."""
+    import shlex
+
+    output_dir, _ = tiny_report
+    with open(os.path.join(output_dir, "report", "summary.txt")) as f:
+        line = next(ln for ln in f if "tools/demo.py" in ln)
+    argv = shlex.split(line)
+    argv = argv[argv.index(next(a for a in argv if a.endswith("tools/demo.py"))) + 1 :]
+    out = str(tmp_path / "demo")
+    argv[argv.index("--output") + 1] = out
+    sys.path.insert(0, os.path.join(REPO, "tools"))
+    import demo
+
+    written = demo.main(["--device", "cpu"] + argv)  # before the trailing key=value overrides
+    assert len(written) == 1 and os.path.isfile(written[0])
+
+
+def test_no_report_flag(tmp_path, train_net):
+    args = train_net.argument_parser().parse_args(
+        [
+            "--config-file",
+            QUICKSTART_ATSS,
+            "--no-report",
+            *TINY_OVERRIDES,
+            f"train.output_dir={tmp_path}",
+            "train.max_iter=2",
+            "train.eval_period=0",
+        ]
+    )
+    train_net.main(args)
+    assert os.path.isfile(tmp_path / "model_final.pth")
+    assert not os.path.exists(tmp_path / "report")
+
+
+def test_compute_assignment_matches_atss_rule():
+    """Every positive is matched to a real GT, has its centre inside that GT (ATSS's rule) and an
+    anchor of its level's size; empty images have none; the model is left as it was."""
+    from detectron2.config import LazyConfig, instantiate
+    from detectron2.data import DatasetMapper
+
+    from semianchor.data import load_shapes
+    from semianchor.engine.report import compute_assignment
+
+    cfg = LazyConfig.load(QUICKSTART_ATSS)
+    torch.manual_seed(0)
+    model = instantiate(cfg.model)
+    model.train()
+    mapper = DatasetMapper(is_train=True, augmentations=[], image_format="BGR")
+    records = load_shapes("semianchor_shapes_tiny")
+    inputs = [mapper(dict(r)) for r in records[:3]]
+    bn_before = {k: v.clone() for k, v in model.state_dict().items() if "running_mean" in k}
+    assigner = model.assigner
+    results = compute_assignment(model, inputs)
+    assert model.training and model.assigner is assigner  # mode and assigner restored
+    for k, v in model.state_dict().items():  # eval mode: BN statistics untouched
+        if k in bn_before:
+            torch.testing.assert_close(v, bn_before[k])
+    assert len(results) == 3
+    assert len(results[1].gt_boxes) == 0 and len(results[1].anchor_boxes) == 0  # image 1 is empty
+    for record, a in zip(records, results):
+        m = len(record["annotations"])
+        assert a.gt_boxes.shape == (m, 4) and a.gt_classes.shape == (m,)
+        p = len(a.anchor_boxes)
+        assert a.matched_gt.shape == (p,) and a.anchor_levels.shape == (p,)
+        if m:
+            assert p > 0
+            assert a.matched_gt.min() >= 0 and a.matched_gt.max() < m
+            centres = (a.anchor_boxes[:, :2] + a.anchor_boxes[:, 2:]) / 2
+            gt = a.gt_boxes[a.matched_gt]
+            inside = (centres > gt[:, :2] - 1e-3).all(1) & (centres < gt[:, 2:] + 1e-3).all(1)
+            assert inside.all()  # ATSS keeps only candidates whose centre is in the GT
+        strides = np.array([8, 16, 32, 64, 128])[a.anchor_levels]
+        sizes = a.anchor_boxes[:, 2] - a.anchor_boxes[:, 0]
+        np.testing.assert_allclose(sizes, 4 * strides, rtol=1e-5)  # quickstart anchors: 4 x stride
+        assert a.level_names == ["p3", "p4", "p5", "p6", "p7"]
+        assert "ATSS" in a.method
+
+
+@pytest.mark.parametrize(
+    "config",
+    ["dla_R18_shapes.py", "noisy_anchor_retinanet_R18_shapes.py", "atss_anchor_free_R18_shapes.py"],
+)
+def test_compute_assignment_other_methods(config):
+    """Prediction-aware (DLA, cleanliness) and anchor-free assigners are drawn from the model's
+    own training path: every image with objects gets positives matched to real GTs."""
+    from detectron2.config import LazyConfig, instantiate
+    from detectron2.data import DatasetMapper
+
+    from semianchor.data import load_shapes
+    from semianchor.engine.report import compute_assignment
+
+    cfg = LazyConfig.load(os.path.join(REPO, "configs", "quickstart", config))
+    torch.manual_seed(0)
+    model = instantiate(cfg.model)
+    if hasattr(model, "set_training_schedule"):  # DLA's alpha follows the training progress
+        model.set_training_schedule(iters_per_epoch=10, max_iter=100)
+    mapper = DatasetMapper(is_train=True, augmentations=[], image_format="BGR")
+    records = [r for r in load_shapes("semianchor_shapes_tiny") if r["annotations"]][:2]
+    results = compute_assignment(model, [mapper(dict(r)) for r in records])
+    for record, a in zip(records, results):
+        m = len(record["annotations"])
+        assert len(a.gt_boxes) == m and len(a.anchor_boxes) > 0
+        assert 0 <= a.matched_gt.min() and a.matched_gt.max() < m
+        assert type(model).__name__ in a.method
+
+
+def test_compute_assignment_without_assigner_call():
+    from detectron2.structures import Instances
+
+    from semianchor.engine.report import compute_assignment
+
+    class NoAssign(torch.nn.Module):
+        """Has the attributes but its training path never assigns."""
+
+        assigner = staticmethod(lambda inputs: None)
+        head_in_features = []
+        device = torch.device("cpu")
+
+        def preprocess_image(self, batched_inputs):
+            return type("Images", (), {"tensor": torch.zeros(1, 3, 8, 8)})()
+
+        def backbone(self, x):
+            return {}
+
+        def head(self, features):
+            return {}
+
+        def forward_training(self, *args):
+            return {}
+
+    with pytest.raises(RuntimeError, match="did not call its assigner"):
+        compute_assignment(NoAssign(), [{"instances": Instances((8, 8))}])
+
+
+def test_compute_assignment_needs_an_assigner():
+    from detectron2.config import LazyConfig, instantiate
+
+    from semianchor.engine.report import compute_assignment
+
+    cfg = LazyConfig.load(os.path.join(REPO, "configs", "quickstart", "retinanet_R18_shapes.py"))
+    model = instantiate(cfg.model)  # Detectron2's own RetinaNet: no semianchor assigner
+    with pytest.raises(TypeError, match="no semianchor label assigner"):
+        compute_assignment(model, [])
+
+
+def test_draw_assignment_rejects_bad_indices(tmp_path):
+    from semianchor.engine.report import ImageAssignment, draw_assignment
+
+    a = ImageAssignment(
+        gt_boxes=np.array([[10, 10, 50, 50]], np.float32),
+        gt_classes=np.array([0]),
+        anchor_boxes=np.array([[20, 20, 40, 40]], np.float32),
+        matched_gt=np.array([3]),
+        anchor_levels=np.array([0]),
+        level_names=["p3"],
+        method="test",
+    )
+    image = np.zeros((64, 64, 3), np.uint8)
+    with pytest.raises(ValueError, match="matched_gt"):
+        draw_assignment(image, a, ["a"], str(tmp_path / "x.png"))
+    a.matched_gt = np.array([0])
+    path = draw_assignment(image, a, ["a"], str(tmp_path / "x.png"), show_anchor_boxes=True)
+    assert _png_size(path)[0] >= 512
+
+
+def test_loss_curve_errors(tmp_path):
+    from semianchor.engine.report import plot_loss_curve
+
+    with pytest.raises(FileNotFoundError, match="metrics.json"):
+        plot_loss_curve(str(tmp_path / "metrics.json"), str(tmp_path / "loss.png"))
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text(json.dumps({"iteration": 0, "bbox/AP": 1.0}) + "\n")
+    with pytest.raises(ValueError, match="no training rows"):
+        plot_loss_curve(str(metrics), str(tmp_path / "loss.png"))
+    metrics.write_text("{not json\n")
+    with pytest.raises(ValueError, match="line 1"):
+        plot_loss_curve(str(metrics), str(tmp_path / "loss.png"))
