@@ -147,6 +147,8 @@ def compute_assignment(model, batched_inputs: List[Dict]) -> List[ImageAssignmen
     if not captured:
         raise RuntimeError(f"{type(model).__name__}.forward_training did not call its assigner")
     inputs, result = captured["inputs"], captured["result"]
+    if result.inputs is not None:  # a staged assigner's last stage (PADet: the promoted anchors)
+        inputs = result.inputs
 
     levels = torch.repeat_interleave(
         torch.arange(len(inputs.num_anchors_per_level)),
