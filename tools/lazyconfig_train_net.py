@@ -227,8 +227,16 @@ def main(args):
         model.to(cfg.train.device)
         model = _ddp(cfg, model)
         DetectionCheckpointer(model).load(cfg.train.init_checkpoint)
-        return do_test(cfg, model)
-    return do_train(args, cfg)
+        results = do_test(cfg, model)
+    else:
+        results = do_train(args, cfg)
+    if comm.get_world_size() > 1:
+        # every rank leaves together: the others wait for the main process's report, and the
+        # process group is torn down before exit (a rank exiting while another still holds the
+        # gloo connection aborts with "terminate called without an active exception")
+        comm.synchronize()
+        torch.distributed.destroy_process_group()
+    return results
 
 
 def argument_parser():
