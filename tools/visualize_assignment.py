@@ -11,6 +11,12 @@ figures (``semianchor.engine.report.draw_assignment``): GT boxes, the centres of
 anchors as dots in the GT's colour, a title naming the method and a legend with the counts;
 small images are upscaled. ``--show-anchor-boxes`` also draws the positive anchors' boxes. It
 prints the positives per GT and per level.
+
+PADet (a staged assigner) is drawn as two panels, the positives of the initial anchors (the
+APM's matching) beside those of the promoted anchors (the detection module's). SAD gets a
+second panel: its positive locations and, for one location per GT, the location's anchors
+coloured by their anchor-classification target mu_hat, with the positive:negative ratios of
+anchors vs locations and the mean mu_hat in the legend.
 """
 
 import argparse
@@ -82,8 +88,18 @@ def main(argv=None):
         per_level = np.bincount(
             assignment.anchor_levels.astype(np.int64), minlength=len(assignment.level_names)
         ).tolist()
+        extra = "".join(
+            f"; {v.stage} anchors: {len(v.anchor_boxes)} positives"
+            for v in assignment.earlier_stages
+        )
+        if assignment.locations is not None:
+            st = assignment.locations.stats
+            extra += "; " + ", ".join(
+                f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in st.items()
+            )
         print(
-            f"{d['file_name']}: {m} GTs, positives per GT {per_gt}, per level {per_level} -> {out}"
+            f"{d['file_name']}: {m} GTs, positives per GT {per_gt}, per level {per_level}{extra}"
+            f" -> {out}"
         )
     return written
 
