@@ -59,14 +59,15 @@ def main(argv=None):
     dataset_cfg = cfg.dataloader.train.dataset
     names = dataset_cfg.get("names", None) or dataset_cfg.get("name", None)
     name = names if isinstance(names, str) else names[0]
-    class_names = list(MetadataCatalog.get(name).get("thing_classes", None) or [])
     image_format = cfg.dataloader.train.mapper.image_format
     # the test-time resize (anchors live in the resized image), no flip; is_train keeps the GTs
     augmentations = [instantiate(a) for a in cfg.dataloader.test.mapper.get("augmentations", [])]
     mapper = DatasetMapper(is_train=True, augmentations=augmentations, image_format=image_format)
     os.makedirs(args.output, exist_ok=True)
     written = []
-    for d in instantiate(dataset_cfg)[: args.num_images]:
+    records = instantiate(dataset_cfg)  # registers a COCO json dataset: class names after this
+    class_names = list(MetadataCatalog.get(name).get("thing_classes", None) or [])
+    for d in records[: args.num_images]:
         inputs = mapper(dict(d))
         (assignment,) = compute_assignment(model, [inputs])
         image = inputs["image"].permute(1, 2, 0).numpy().astype(np.uint8)

@@ -47,6 +47,8 @@ __all__ = [
 # Upscale small images (BCCD is resized to 341x256, shapes are 128-256 px) so that boxes, dots
 # and text stay readable: the shorter image side is drawn at least this many pixels.
 MIN_DRAWN_SIDE = 640
+# SAD's picture draws the A anchors of one positive location for at most this many GTs
+MAX_AC_LOCATIONS = 3
 _DPI = 100
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -588,9 +590,10 @@ def _draw_positive_anchors(ax, a: ImageAssignment, class_names, gt_colors, show_
 
 
 def _draw_locations(fig, ax, bar_ax, a: ImageAssignment, class_names, gt_colors):
-    """SAD's panel: positive locations as rings in their GT's colour; for each GT, the location
-    nearest its centre with its A anchors coloured by the AC target mu_hat (grey dotted: y_hat =
-    0); the best anchor (mu_hat = 1) thick. Returns the legend handles."""
+    """SAD's panel: positive locations as rings in their GT's colour; for the largest GTs
+    (``MAX_AC_LOCATIONS``), the location nearest the GT's centre with its A anchors coloured by
+    the AC target mu_hat (grey dotted: y_hat = 0); the best anchor (mu_hat = 1) thick. Returns
+    the legend handles."""
     from matplotlib import colormaps
     from matplotlib.colors import Normalize
     from matplotlib.lines import Line2D
@@ -603,10 +606,12 @@ def _draw_locations(fig, ax, bar_ax, a: ImageAssignment, class_names, gt_colors)
     )
     _draw_gt_boxes(ax, a, class_names, gt_colors, per_gt)
     cmap, norm = colormaps["viridis"], Normalize(0.0, 1.0)
-    for g in range(m):
+    # the anchors of one location for the largest GTs only: 25 boxes per GT quickly hide the image
+    areas = (a.gt_boxes[:, 2] - a.gt_boxes[:, 0]) * (a.gt_boxes[:, 3] - a.gt_boxes[:, 1])
+    shown = [g for g in np.argsort(-areas, kind="stable") if (loc.matched_gt == g).any()]
+    shown = shown[:MAX_AC_LOCATIONS]
+    for g in shown:
         mine = np.nonzero(loc.matched_gt == g)[0]
-        if not len(mine):
-            continue
         gt_centre = (a.gt_boxes[g, :2] + a.gt_boxes[g, 2:]) / 2
         j = mine[np.argmin(((loc.centres[mine] - gt_centre) ** 2).sum(1))]
         order = np.argsort(loc.soft_targets[j])  # the best anchors drawn last, on top
@@ -622,7 +627,7 @@ def _draw_locations(fig, ax, bar_ax, a: ImageAssignment, class_names, gt_colors)
                     edgecolor=cmap(norm(mu)) if positive else (0.6, 0.6, 0.6),
                     linewidth=2.4 if positive and mu >= 1.0 - 1e-6 else (1.2 if positive else 0.6),
                     linestyle="-" if positive else ":",
-                    alpha=1.0 if positive else 0.5,
+                    alpha=1.0 if positive else 0.4,
                     zorder=2,
                 )
             )
@@ -664,7 +669,8 @@ def _draw_locations(fig, ax, bar_ax, a: ImageAssignment, class_names, gt_colors)
             [],
             color=cmap(0.8),
             linewidth=1.2,
-            label="anchors of one location per GT, coloured by mu_hat (thick: mu_hat = 1)",
+            label=f"anchors of one location of the {len(shown)} largest GT(s), coloured by mu_hat"
+            " (thick: mu_hat = 1)",
         ),
         Line2D([], [], color="gray", linewidth=0.6, linestyle=":", label="anchor with y_hat = 0"),
         Line2D(
