@@ -48,6 +48,20 @@ METHODS = {
     # SAD's Table 2 analogue: A = 2 with and without the anchor-classification head (COCO json only)
     "sad_A2": (None, "../../projects/SAD/configs/sad_A2_R18_coco_json.py"),
     "sad_A2_noac": (None, "../../projects/SAD/configs/sad_A2_noac_R18_coco_json.py"),
+    # Noisy Anchors' loss normaliser ablation (issue 15; the paper does not state it)
+    "noisy_norm_positives": (
+        None,
+        "../../projects/NoisyAnchors/configs/noisy_anchor_retinanet_R18_coco_json_norm_positives.py",
+    ),
+    "noisy_norm_soft_targets": (
+        None,
+        "../../projects/NoisyAnchors/configs/noisy_anchor_retinanet_R18_coco_json_norm_soft_targets.py",
+    ),
+    "noisy_norm_retinanet_matched": (
+        None,
+        "../../projects/NoisyAnchors/configs/"
+        "noisy_anchor_retinanet_R18_coco_json_norm_retinanet_matched.py",
+    ),
 }
 METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 
