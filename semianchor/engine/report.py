@@ -980,7 +980,7 @@ def _summary(
     lines.append("    " + " ".join(shlex.quote(a) for a in demo))
     lines += [
         "",
-        "  Train on your own COCO json (set the class count and the files):",
+        "  Train on your own COCO json (the class names and count are read from it):",
         "    "
         + " ".join(
             [
@@ -988,7 +988,6 @@ def _summary(
                 _display_path(os.path.join(_REPO_ROOT, "tools", "lazyconfig_train_net.py")),
                 "--config-file",
                 _own_data_config(config_file),
-                "model.num_classes=K",
                 "dataloader.train.dataset.json_file=/path/to/train.json",
                 "dataloader.train.dataset.image_root=/path/to/images",
                 "dataloader.test.dataset.json_file=/path/to/val.json",
