@@ -1,6 +1,6 @@
 """PADet: SSD priors with 6 and 4 anchors per level, the encoder-decoder layouts, the two matchings
-(promoted anchors, the theta rule), the FAM's deformable conv, hard-negative mining and the
-detector end to end (empty GT, autocast)."""
+(promoted anchors, the theta rule), the FAM's deformable conv, hard-negative mining, the detector
+end to end (empty GT, autocast) and Table 2's APM components."""
 
 import math
 import os
@@ -328,3 +328,111 @@ def test_default_predictor_serves_a_saved_checkpoint(tmp_path, tiny_padet):
         direct = tiny_padet([{"image": tensor, "height": 96, "width": 96}])[0]["instances"]
     assert len(served) == len(direct)
     assert torch.allclose(served.pred_boxes.tensor, direct.pred_boxes.tensor, atol=1e-3)
+
+
+# ---------------------------------------------------------------- Table 2 components
+def _tiny(model):
+    """The R-18 (width 0.125), 32-channel, 3-class shrink of a PADet model config."""
+    model.backbone.encoder = dict(_target_=ResNetEncoder, depth=18, num_extra=2, width=0.125)
+    model.backbone.channels = 32
+    model.head.input_shape = [ShapeSpec(channels=32)] * 6
+    model.num_classes = K
+    return model
+
+
+def _common_model(**switches):
+    cfg = LazyConfig.load(os.path.join(REPO, "configs/common/models/padet.py"))
+    for key, value in switches.items():
+        node = cfg.model
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node[p]
+        node[leaf] = value
+    return _tiny(cfg.model)
+
+
+COMPONENTS = {  # Table 2 row: (switches, APM losses)
+    "baseline": (
+        {
+            "promote": False,
+            "theta": None,
+            "head.apm_scoring": False,
+            "head.apm_adjustment": False,
+            "head.fam_mode": "none",
+        },
+        set(),
+    ),
+    "apm_c": (
+        {"promote": False, "head.apm_adjustment": False, "head.fam_mode": "none"},
+        {"loss_padet_apm_cls"},
+    ),
+    "apm_r": (
+        {"theta": None, "head.apm_scoring": False, "head.fam_mode": "none"},
+        {"loss_padet_apm_box"},
+    ),
+    "apm": ({"head.fam_mode": "none"}, {"loss_padet_apm_cls", "loss_padet_apm_box"}),
+    "apm_fam": ({}, {"loss_padet_apm_cls", "loss_padet_apm_box"}),
+}
+
+
+@pytest.mark.parametrize("row", sorted(COMPONENTS))
+def test_table2_components_train_and_infer_with_only_their_branches(row):
+    switches, apm_losses = COMPONENTS[row]
+    torch.manual_seed(0)
+    model = instantiate(_common_model(**switches))
+    promote, theta = switches.get("promote", True), switches.get("theta", 0.01)
+    assert (model.promote, model.theta, model.use_apm) == (promote, theta, bool(apm_losses))
+    stage = dict(model.assigner.stages)["promoted"]
+    assert (stage.promote, stage.theta) == (promote, theta)  # interpolated from the model's
+    assert ("apm_cls" in model.head_outputs) == (theta is not None)
+    assert ("apm_reg" in model.head_outputs) == promote
+    model.train()
+    with EventStorage():
+        losses = model(make_batch(2, size=96))
+    assert set(losses) == {"loss_padet_cls", "loss_padet_box"} | apm_losses
+    total = sum(losses.values())
+    assert torch.isfinite(total)
+    total.backward()
+    untrained = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not untrained  # every built branch is trained (DDP needs no find_unused_parameters)
+    model.eval()
+    with torch.no_grad():
+        out = model(make_batch(1, size=96))[0]["instances"]
+    assert torch.isfinite(out.pred_boxes.tensor).all() and len(out) <= 300
+
+
+def test_apm_switches_must_match_the_head_and_the_assigner():
+    with pytest.raises(ValueError, match="anchor adjustment"):
+        instantiate(_common_model(**{"head.apm_adjustment": False, "head.fam_mode": "none"}))
+    with pytest.raises(ValueError, match="untrained"):
+        instantiate(_common_model(theta=None))  # the scoring branch would be built but unused
+    cfg = _common_model()
+    cfg.assigner.stages[1][1].promote = False  # training on initial anchors, test on promoted
+    with pytest.raises(ValueError, match="disagrees with the model"):
+        instantiate(cfg)
+    with pytest.raises(ValueError, match="FAM mode 'disentangled'"):
+        instantiate(_common_model(promote=False, **{"head.apm_adjustment": False}))
+    # use_apm=False is the baseline's shortcut: promote and theta off
+    cfg = _common_model(**COMPONENTS["baseline"][0])
+    cfg.promote, cfg.theta, cfg.use_apm = True, 0.01, False
+    cfg.assigner.stages[1][1].update(promote=False, theta=None)
+    model = instantiate(cfg)
+    assert (model.promote, model.theta, model.use_apm) == (False, None, False)
+
+
+def test_yacs_use_apm_false_builds_the_baseline():
+    from detectron2.config import get_cfg
+    from detectron2.modeling import build_model
+
+    from semianchor.config import add_semianchor_config
+
+    cfg = add_semianchor_config(get_cfg())
+    cfg.merge_from_file(os.path.join(REPO, "configs/yacs/PADet_VGG16_384.yaml"))
+    cfg.MODEL.DEVICE = "cpu"
+    cfg.MODEL.SEMIANCHOR.PADET.ENCODER_WIDTH = 0.125
+    cfg.MODEL.SEMIANCHOR.PADET.USE_APM = False
+    cfg.MODEL.SEMIANCHOR.PADET.FAM_MODE = "none"
+    model = build_model(cfg)
+    assert not model.use_apm and set(model.head_outputs) == {"cls", "reg"}
+    stage = dict(model.assigner.stages)["promoted"]
+    assert (stage.promote, stage.theta) == (False, None)
