@@ -1,9 +1,11 @@
-"""PADet: SSD priors with 6 and 4 anchors per level, the encoder-decoder layouts, the two matchings
-(promoted anchors, the theta rule), the FAM's deformable conv, hard-negative mining, the detector
-end to end (empty GT, autocast) and Table 2's APM components."""
+"""PADet: SSD priors with 6 and 4 anchors per level, the encoder-decoder layouts (and MSRA ImageNet
+weights for the ResNet encoder), the two matchings (promoted anchors, the theta rule), the FAM's
+deformable conv, hard-negative mining, the detector end to end (empty GT, autocast) and Table 2's
+APM components."""
 
 import math
 import os
+import pickle
 
 import pytest
 import torch
@@ -313,6 +315,8 @@ def test_default_predictor_serves_a_saved_checkpoint(tmp_path, tiny_padet):
     cfg.MODEL.BACKBONE.NAME = "build_padet_backbone"
     cfg.MODEL.SEMIANCHOR.PADET.ENCODER = "resnet"
     cfg.MODEL.RESNETS.DEPTH = 18
+    cfg.MODEL.RESNETS.NORM = "BN"  # the lazy twin's encoder: BN, nothing frozen
+    cfg.MODEL.BACKBONE.FREEZE_AT = 0
     cfg.MODEL.SEMIANCHOR.PADET.NUM_EXTRA = 2
     cfg.MODEL.SEMIANCHOR.PADET.ENCODER_WIDTH = 0.125
     cfg.MODEL.SEMIANCHOR.PADET.DECODER_CHANNELS = 32
@@ -328,6 +332,104 @@ def test_default_predictor_serves_a_saved_checkpoint(tmp_path, tiny_padet):
         direct = tiny_padet([{"image": tensor, "height": 96, "width": 96}])[0]["instances"]
     assert len(served) == len(direct)
     assert torch.allclose(served.pred_boxes.tensor, direct.pred_boxes.tensor, atol=1e-3)
+
+
+# ---------------------------------------------------------------- ImageNet weights (ResNet)
+def _as_msra_caffe2_names(state_dict):
+    """A Detectron2 ResNet's weights under the names of MSRA's Caffe2 ImageNet models (the inverse
+    of ``convert_basic_c2_names`` for conv and affine-BN blobs), as numpy arrays, plus fc1000."""
+    blocks = {"conv1": "branch2a", "conv2": "branch2b", "conv3": "branch2c", "shortcut": "branch1"}
+    out = {}
+    for key, value in state_dict.items():
+        parts = key.split(".")
+        if parts[-1] not in ("weight", "bias"):  # MSRA's models have no running statistics
+            continue
+        if parts[0] == "stem":  # stem.conv1.weight, stem.conv1.norm.{weight,bias}
+            if parts[2] != "norm":
+                name = "conv1_w"
+            else:
+                name = "res_conv1_bn_s" if parts[-1] == "weight" else "res_conv1_bn_b"
+        else:
+            stage, block, conv = parts[:3]
+            name = f"{stage}_{block}_{blocks[conv]}"
+            if parts[3] == "norm":
+                name += "_bn_s" if parts[-1] == "weight" else "_bn_b"
+            else:
+                name += "_w"
+        out[name] = value.numpy()
+    out["fc1000_w"], out["fc1000_b"] = torch.zeros(1000, 512).numpy(), torch.zeros(1000).numpy()
+    return out
+
+
+def test_resnet_encoder_loads_msra_caffe2_imagenet_weights(tmp_path):
+    """What padet_R101_*.py do with ``detectron2://ImageNetPretrained/MSRA/R-101.pkl``, on an R-18
+    in the same Caffe2 format: Detectron2's checkpointer maps every blob onto
+    ``backbone.encoder.resnet.*`` (FrozenBN: scale and bias only), nothing else is touched."""
+    from detectron2.checkpoint import DetectionCheckpointer
+    from detectron2.modeling.backbone import BasicStem, ResNet
+
+    torch.manual_seed(1)
+    reference = ResNet(
+        BasicStem(in_channels=3, out_channels=64, norm="FrozenBN"),
+        ResNet.make_default_stages(depth=18, norm="FrozenBN"),
+        out_features=["res5"],
+    )
+    with torch.no_grad():
+        for m in reference.modules():
+            if hasattr(m, "running_var"):  # FrozenBN: scale and bias are buffers
+                m.weight.copy_(torch.rand_like(m.weight) + 0.5)
+                m.bias.copy_(torch.randn_like(m.bias))
+    blobs = _as_msra_caffe2_names(reference.state_dict())
+    path = tmp_path / "R-18-msra.pkl"
+    with open(path, "wb") as f:
+        pickle.dump(blobs, f)  # MSRA's ImageNet pkl: a flat dict of blobs, no "model" key
+
+    class Detector(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            encoder = ResNetEncoder(
+                depth=18, num_extra=2, width=0.125, norm="FrozenBN", stride_in_1x1=True, freeze_at=2
+            )
+            self.backbone = EncoderDecoder(encoder=encoder, channels=16)
+
+    torch.manual_seed(0)
+    model = Detector()
+    decoder_before = {k: v.clone() for k, v in model.state_dict().items() if "resnet" not in k}
+    DetectionCheckpointer(model).load(str(path))
+    loaded = model.state_dict()
+    ref = reference.state_dict()
+    for key, value in ref.items():
+        if "running" in key:
+            continue
+        assert torch.equal(loaded[f"backbone.encoder.resnet.{key}"], value), key
+    assert all(torch.equal(loaded[k], v) for k, v in decoder_before.items())
+    resnet = model.backbone.encoder.resnet
+    assert not any(p.requires_grad for p in resnet.stem.parameters())  # freeze_at=2
+    assert not any(p.requires_grad for p in resnet.res2.parameters())
+    assert all(p.requires_grad for p in resnet.res3.parameters())
+
+
+def test_resnet_encoder_stride_in_1x1_for_msra_bottlenecks():
+    msra = ResNetEncoder(depth=50, num_extra=0, norm="FrozenBN", stride_in_1x1=True)
+    torchvision_style = ResNetEncoder(depth=50, num_extra=0)
+    first = msra.resnet.res3[0]
+    assert first.conv1.stride == (2, 2) and first.conv2.stride == (1, 1)
+    first = torchvision_style.resnet.res3[0]
+    assert first.conv1.stride == (1, 1) and first.conv2.stride == (2, 2)
+    assert type(msra.resnet.res3[0].conv1.norm).__name__ == "FrozenBatchNorm2d"
+    assert isinstance(torchvision_style.resnet.res3[0].conv1.norm, torch.nn.BatchNorm2d)
+
+
+def test_r101_configs_use_msra_weights_with_a_matching_encoder():
+    for name, sides in (("padet_R101_384.py", 6), ("padet_R101_512.py", 7)):
+        cfg = LazyConfig.load(os.path.join(REPO, "configs/COCO-Detection", name))
+        enc = cfg.model.backbone.encoder
+        assert enc._target_ is ResNetEncoder and enc.depth == 101
+        assert (enc.norm, enc.stride_in_1x1) == ("FrozenBN", True)
+        assert enc.num_extra == sides - 4  # C3, C4, C5 + extras + the pooled last level
+        assert cfg.train.init_checkpoint == "detectron2://ImageNetPretrained/MSRA/R-101.pkl"
+        assert list(cfg.model.pixel_std) == [1.0, 1.0, 1.0]  # Caffe weights: no std division
+        assert len(cfg.model.head_in_features) == sides
 
 
 # ---------------------------------------------------------------- Table 2 components
