@@ -1,7 +1,7 @@
 """PADet: SSD priors with 6 and 4 anchors per level, the encoder-decoder layouts (and MSRA ImageNet
 weights for the ResNet encoder), the two matchings (promoted anchors, the theta rule), the FAM's
-deformable conv, hard-negative mining, the detector end to end (empty GT, autocast) and Table 2's
-APM components."""
+deformable conv, hard-negative mining, the detector end to end (empty GT, autocast), Table 2's
+APM components and the ablation configs of projects/PADet/configs."""
 
 import math
 import os
@@ -538,3 +538,80 @@ def test_yacs_use_apm_false_builds_the_baseline():
     assert not model.use_apm and set(model.head_outputs) == {"cls", "reg"}
     stage = dict(model.assigner.stages)["promoted"]
     assert (stage.promote, stage.theta) == (False, None)
+
+
+# ---------------------------------------------------------------- projects/PADet/configs
+CONFIG_DIR = os.path.join(REPO, "projects/PADet/configs")
+VGG_BASE = "configs/COCO-Detection/padet_VGG16_384.py"
+R18_BASE = "configs/quickstart/padet_R18_coco_json.py"
+# config -> (base, the switches it changes), written from Tables 1 and 2
+ABLATIONS = {
+    f"table2_padet_{row}_VGG16_384.py": (VGG_BASE, switches)
+    for row, (switches, _) in COMPONENTS.items()
+}
+ABLATIONS.update(
+    {
+        f"table1_padet_fam_{mode}_VGG16_384.py": (
+            VGG_BASE,
+            {} if mode == "disentangled" else {"head.fam_mode": mode},
+        )
+        for mode in ("none", "implicit", "location", "shape", "concat", "disentangled")
+    }
+)
+ABLATIONS.update(
+    {
+        "table1_padet_fam_disentangled_gradmul0p1_VGG16_384.py": (
+            VGG_BASE,
+            {"head.fam_grad_mul": 0.1},
+        ),
+        "table1_padet_fam_disentangled_gradmul1_VGG16_384.py": (
+            VGG_BASE,
+            {"head.fam_grad_mul": 1.0},
+        ),
+        "padet_baseline_R18_coco_json.py": (R18_BASE, COMPONENTS["baseline"][0]),
+        "padet_apm_R18_coco_json.py": (R18_BASE, COMPONENTS["apm"][0]),
+        "padet_apm_fam_R18_coco_json.py": (R18_BASE, {}),
+    }
+)
+
+
+def _leaves(node, prefix=""):
+    from omegaconf import OmegaConf
+
+    container = OmegaConf.to_container(node, resolve=False) if prefix == "" else node
+    out = {}
+    items = container.items() if isinstance(container, dict) else enumerate(container)
+    for key, value in items:
+        path = f"{prefix}{key}"
+        if isinstance(value, (dict, list, tuple)):
+            out.update(_leaves(value, path + "."))
+        else:
+            out[path] = value
+    return out
+
+
+def test_every_padet_project_config_is_listed():
+    assert sorted(ABLATIONS) == sorted(p for p in os.listdir(CONFIG_DIR) if p.endswith(".py"))
+
+
+@pytest.mark.parametrize("name", sorted(ABLATIONS))
+def test_ablation_config_changes_only_its_switches(name):
+    """Against its base: the listed APM/FAM switches and the output folder, nothing else (same
+    recipe, data, schedule for every arm); the model builds (shrunk) with those components."""
+    base_path, switches = ABLATIONS[name]
+    cfg = LazyConfig.load(os.path.join(CONFIG_DIR, name))
+    base = LazyConfig.load(os.path.join(REPO, base_path))
+    new, old = _leaves(cfg), _leaves(base)
+    changed = {k for k in new.keys() | old.keys() if new.get(k, "?") != old.get(k, "?")}
+    expected = {f"model.{k}" for k, v in switches.items() if old[f"model.{k}"] != v}
+    assert changed - {"train.output_dir"} == expected
+    for key, value in switches.items():
+        assert new[f"model.{key}"] == value, key
+    assert cfg.train.output_dir != base.train.output_dir
+    model = instantiate(_tiny(cfg.model))
+    assert isinstance(model, PADet)
+    promote, theta = switches.get("promote", True), switches.get("theta", 0.01)
+    assert (model.promote, model.theta) == (promote, theta)
+    modes = {fam.mode for fam in model.head.fam[:4]}
+    assert modes == {switches.get("head.fam_mode", "disentangled")}
+    assert {fam.grad_mul for fam in model.head.fam} == {switches.get("head.fam_grad_mul", 0.0)}
