@@ -52,6 +52,20 @@ METHODS = {
     "padet_baseline": (None, "../../projects/PADet/configs/padet_baseline_R18_coco_json.py"),
     "padet_apm": (None, "../../projects/PADet/configs/padet_apm_R18_coco_json.py"),
     "padet_apm_fam": (None, "../../projects/PADet/configs/padet_apm_fam_R18_coco_json.py"),
+    # Noisy Anchors' loss normaliser ablation (issue 15; the paper does not state it)
+    "noisy_norm_positives": (
+        None,
+        "../../projects/NoisyAnchors/configs/noisy_anchor_retinanet_R18_coco_json_norm_positives.py",
+    ),
+    "noisy_norm_soft_targets": (
+        None,
+        "../../projects/NoisyAnchors/configs/noisy_anchor_retinanet_R18_coco_json_norm_soft_targets.py",
+    ),
+    "noisy_norm_retinanet_matched": (
+        None,
+        "../../projects/NoisyAnchors/configs/"
+        "noisy_anchor_retinanet_R18_coco_json_norm_retinanet_matched.py",
+    ),
 }
 METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 

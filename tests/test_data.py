@@ -10,6 +10,8 @@ import pytest
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from semianchor.data import get_coco_json_dicts, load_shapes, register_coco_json
+
+from .conftest import REPO
 from semianchor.data import shapes as shapes_module
 from semianchor.data.shapes import CLASS_NAMES, SPLITS, _render_image
 
@@ -192,6 +194,74 @@ def test_flipped_box_dropped_on_request_with_a_count(tmp_path, caplog):
         )
     assert sum(len(d["annotations"]) for d in dicts) == total - 1
     assert "Dropped 1 annotation(s) with invalid boxes" in caplog.text
+
+
+def test_registered_dataset_flipped_box_fails_at_load(tmp_path):
+    """Issue 15, bullet 7: a registered dataset (the way Detectron2 registers COCO 2017) is
+    checked when loaded, naming the json file, image id and annotation id; drop on request."""
+    from detectron2.data.datasets import register_coco_instances
+
+    from semianchor.data import get_checked_dataset_dicts
+
+    json_file, image_root = _write_coco(tmp_path)
+    ann, total = _flip_one_box(json_file)
+    register_coco_instances("test_registered_flipped", {}, json_file, image_root)
+    with pytest.raises(ValueError) as excinfo:
+        get_checked_dataset_dicts("test_registered_flipped")
+    message = str(excinfo.value)
+    assert json_file in message and "test_registered_flipped" in message
+    assert f"image id {ann['image_id']}, annotation id {ann['id']}" in message
+    dicts = get_checked_dataset_dicts("test_registered_flipped", invalid_boxes="drop")
+    assert sum(len(d["annotations"]) for d in dicts) == total - 1
+    with pytest.raises(ValueError, match="invalid_boxes must be one of"):
+        get_checked_dataset_dicts("test_registered_flipped", invalid_boxes="ignore")
+
+
+def test_registered_dataset_without_json_names_the_image():
+    from detectron2.structures import BoxMode
+
+    from semianchor.data import get_checked_dataset_dicts
+
+    records = [
+        {
+            "file_name": "a.jpg",
+            "image_id": 7,
+            "height": 10,
+            "width": 10,
+            "annotations": [
+                {"bbox": [5, 5, 2, 9], "bbox_mode": BoxMode.XYXY_ABS, "category_id": 0}
+            ],
+        },
+        {
+            "file_name": "b.jpg",
+            "image_id": 8,
+            "height": 10,
+            "width": 10,
+            "annotations": [
+                {"bbox": [1, 1, 4, 4], "bbox_mode": BoxMode.XYXY_ABS, "category_id": 0}
+            ],
+        },
+    ]
+    DatasetCatalog.register("test_registered_no_json", lambda: [dict(r) for r in records])
+    MetadataCatalog.get("test_registered_no_json").thing_classes = ["a"]
+    with pytest.raises(ValueError, match="image id 7"):
+        get_checked_dataset_dicts("test_registered_no_json")
+    assert [
+        d["image_id"]
+        for d in get_checked_dataset_dicts("test_registered_no_json", invalid_boxes="drop")
+    ] == [8]
+
+
+@pytest.mark.parametrize("config", ["coco.py", "bccd.py"])
+def test_dataset_configs_check_boxes_at_load(config):
+    from detectron2.config import LazyConfig
+
+    from semianchor.data import get_checked_dataset_dicts
+
+    cfg = LazyConfig.load(os.path.join(REPO, "configs", "common", "data", config))
+    for split in ("train", "test"):
+        assert cfg.dataloader[split].dataset._target_ is get_checked_dataset_dicts
+
 
 def test_builtin_bccd_from_any_cwd(tmp_path, monkeypatch):
     """The shipped BCCD splits load (paths relative to the package) from an unrelated cwd, with

@@ -260,3 +260,76 @@ def test_loss_curve_errors(tmp_path):
     metrics.write_text("{not json\n")
     with pytest.raises(ValueError, match="line 1"):
         plot_loss_curve(str(metrics), str(tmp_path / "loss.png"))
+
+
+def _assignment_of(config, n_images=2):
+    from detectron2.config import LazyConfig, instantiate
+    from detectron2.data import DatasetMapper
+
+    from semianchor.data import load_shapes
+    from semianchor.engine.report import compute_assignment
+
+    cfg = LazyConfig.load(os.path.join(REPO, "configs", "quickstart", config))
+    torch.manual_seed(0)
+    model = instantiate(cfg.model)
+    mapper = DatasetMapper(is_train=True, augmentations=[], image_format="BGR")
+    records = [r for r in load_shapes("semianchor_shapes_tiny") if r["annotations"]][:n_images]
+    return records, compute_assignment(model, [mapper(dict(r)) for r in records]), model
+
+
+def test_compute_assignment_sad_locations_and_ac_targets(tmp_path):
+    """SAD's picture data: positive locations matched to real GTs, each with its A anchors
+    (sharing the location's centre); mu_hat in [0, 1], 0 exactly where y_hat = 0, and 1 for the
+    best anchor of every location that has a y_hat = 1 anchor (Eq. 2)."""
+    from semianchor.engine.report import draw_assignment
+
+    records, results, model = _assignment_of("sad_R18_shapes.py")
+    A = model.anchor_generator.num_cell_anchors[0]
+    assert A > 1
+    for record, a in zip(records, results):
+        loc = a.locations
+        assert loc is not None and a.earlier_stages == []
+        q, m = len(loc.centres), len(record["annotations"])
+        assert q > 0 and loc.matched_gt.shape == (q,)
+        assert 0 <= loc.matched_gt.min() and loc.matched_gt.max() < m
+        assert loc.anchor_boxes.shape == (q, A, 4) and loc.soft_targets.shape == (q, A)
+        centres = (loc.anchor_boxes[..., :2] + loc.anchor_boxes[..., 2:]) / 2
+        np.testing.assert_allclose(
+            centres, np.broadcast_to(loc.centres[:, None], centres.shape), atol=1e-3
+        )
+        mu, yh = loc.soft_targets, loc.ac_positive
+        assert (mu >= 0).all() and (mu <= 1 + 1e-6).all()
+        assert (mu[~yh] == 0).all() and (mu[yh] > 0).all()
+        has = yh.any(1)
+        np.testing.assert_allclose(mu[has].max(1), 1.0, rtol=1e-5)
+        st = loc.stats
+        assert st["positive locations"] == q and st["positive anchors"] >= len(a.anchor_boxes) > 0
+        assert st["negative locations"] < st["negative anchors"]  # the 1:1400 -> 1:200 effect
+    image = np.zeros((128, 128, 3), np.uint8)
+    one = draw_assignment(image, results[0], [], str(tmp_path / "sad.png"), title="SAD")
+    results[0].locations = None
+    plain = draw_assignment(image, results[0], [], str(tmp_path / "plain.png"), title="SAD")
+    assert _png_size(one)[0] > 1.8 * _png_size(plain)[0]  # a second panel (and its colour bar)
+
+
+def test_compute_assignment_padet_initial_vs_promoted(tmp_path):
+    """PADet's two stages: the initial matching on the SSD anchors and the final one on the
+    promoted anchors (the initial anchors moved by the APM's deltas), each with its positives."""
+    from semianchor.engine.report import draw_assignment
+
+    records, results, model = _assignment_of("padet_R18_shapes.py")
+    for record, a in zip(records, results):
+        assert a.locations is None and a.stage == "promoted"
+        (initial,) = a.earlier_stages
+        assert initial.stage == "initial"
+        m = len(record["annotations"])
+        for view in (initial, a):
+            assert len(view.gt_boxes) == m
+            if len(view.anchor_boxes):
+                assert 0 <= view.matched_gt.min() and view.matched_gt.max() < m
+        assert len(initial.anchor_boxes) > 0
+    image = np.zeros((128, 128, 3), np.uint8)
+    two = draw_assignment(image, results[0], [], str(tmp_path / "padet.png"), title="PADet")
+    results[0].earlier_stages = []
+    one = draw_assignment(image, results[0], [], str(tmp_path / "one.png"), title="PADet")
+    assert _png_size(two)[0] > 1.8 * _png_size(one)[0]

@@ -11,6 +11,12 @@ figures (``semianchor.engine.report.draw_assignment``): GT boxes, the centres of
 anchors as dots in the GT's colour, a title naming the method and a legend with the counts;
 small images are upscaled. ``--show-anchor-boxes`` also draws the positive anchors' boxes. It
 prints the positives per GT and per level.
+
+PADet (a staged assigner) is drawn as two panels, the positives of the initial anchors (the
+APM's matching) beside those of the promoted anchors (the detection module's). SAD gets a
+second panel: its positive locations and, for one location per GT, the location's anchors
+coloured by their anchor-classification target mu_hat, with the positive:negative ratios of
+anchors vs locations and the mean mu_hat in the legend.
 """
 
 import argparse
@@ -53,14 +59,15 @@ def main(argv=None):
     dataset_cfg = cfg.dataloader.train.dataset
     names = dataset_cfg.get("names", None) or dataset_cfg.get("name", None)
     name = names if isinstance(names, str) else names[0]
-    class_names = list(MetadataCatalog.get(name).get("thing_classes", None) or [])
     image_format = cfg.dataloader.train.mapper.image_format
     # the test-time resize (anchors live in the resized image), no flip; is_train keeps the GTs
     augmentations = [instantiate(a) for a in cfg.dataloader.test.mapper.get("augmentations", [])]
     mapper = DatasetMapper(is_train=True, augmentations=augmentations, image_format=image_format)
     os.makedirs(args.output, exist_ok=True)
     written = []
-    for d in instantiate(dataset_cfg)[: args.num_images]:
+    records = instantiate(dataset_cfg)  # registers a COCO json dataset: class names after this
+    class_names = list(MetadataCatalog.get(name).get("thing_classes", None) or [])
+    for d in records[: args.num_images]:
         inputs = mapper(dict(d))
         (assignment,) = compute_assignment(model, [inputs])
         image = inputs["image"].permute(1, 2, 0).numpy().astype(np.uint8)
@@ -82,8 +89,18 @@ def main(argv=None):
         per_level = np.bincount(
             assignment.anchor_levels.astype(np.int64), minlength=len(assignment.level_names)
         ).tolist()
+        extra = "".join(
+            f"; {v.stage} anchors: {len(v.anchor_boxes)} positives"
+            for v in assignment.earlier_stages
+        )
+        if assignment.locations is not None:
+            st = assignment.locations.stats
+            extra += "; " + ", ".join(
+                f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in st.items()
+            )
         print(
-            f"{d['file_name']}: {m} GTs, positives per GT {per_gt}, per level {per_level} -> {out}"
+            f"{d['file_name']}: {m} GTs, positives per GT {per_gt}, per level {per_level}{extra}"
+            f" -> {out}"
         )
     return written
 

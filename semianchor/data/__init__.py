@@ -6,7 +6,12 @@ the builtin ones (``bccd_train``, ``bccd_val``) in Detectron2's ``DatasetCatalog
 """
 
 from .builtin_datasets import BCCD_CLASS_NAMES, BCCD_ROOT, register_builtin
-from .coco_json import coco_json_class_names, get_coco_json_dicts, register_coco_json
+from .coco_json import (
+    coco_json_class_names,
+    get_checked_dataset_dicts,
+    get_coco_json_dicts,
+    register_coco_json,
+)
 from .shapes import CLASS_NAMES as SHAPES_CLASS_NAMES
 from .shapes import load_shapes, register_shapes
 
@@ -18,6 +23,7 @@ __all__ = [
     "BCCD_ROOT",
     "SHAPES_CLASS_NAMES",
     "coco_json_class_names",
+    "get_checked_dataset_dicts",
     "get_coco_json_dicts",
     "load_shapes",
     "register_builtin",

@@ -8,6 +8,9 @@ new dataset needs no code, only overrides::
 The dataset is registered (``register_coco_instances``) on first use, so ``COCOEvaluator`` finds
 its ``json_file`` and class names like for a built-in dataset. Missing files and malformed json
 raise an error that names the file.
+
+:func:`get_checked_dataset_dicts` gives registered datasets (COCO 2017 in
+``configs/common/data/coco.py``) the same box check when they are loaded.
 """
 
 import json
@@ -18,6 +21,7 @@ from typing import Dict, List
 
 from detectron2.data import DatasetCatalog, MetadataCatalog, get_detection_dataset_dicts
 from detectron2.data.datasets import register_coco_instances
+from detectron2.structures import BoxMode
 
 _REQUIRED_KEYS = ("images", "categories")  # test-set jsons have no "annotations"
 INVALID_BOX_POLICIES = ("error", "drop")
@@ -139,18 +143,79 @@ def get_coco_json_dicts(
         raise
     bad = find_invalid_boxes(json_file)
     if bad and invalid_boxes == "error":
-        shown = "; ".join(
-            f"image id {b['image_id']}, annotation id {b['id']}: bbox {b['bbox']}" for b in bad[:5]
-        )
-        raise ValueError(
-            f"COCO json file {json_file} has {len(bad)} invalid box(es) (not finite, or negative "
-            f"width/height): {shown}{' ...' if len(bad) > 5 else ''}. Fix the file, or set "
-            "dataloader.<split>.dataset.invalid_boxes=drop to drop them."
-        )
+        raise ValueError(_invalid_box_message(json_file, bad))
     if bad:
         for record in dicts:
             record["annotations"] = [a for a in record["annotations"] if not _bad_box(a["bbox"])]
         if filter_empty:
             dicts = [r for r in dicts if r["annotations"]]
         logger.warning(f"Dropped {len(bad)} annotation(s) with invalid boxes from {json_file}")
+    return dicts
+
+
+def _invalid_box_message(source: str, bad: List[Dict]) -> str:
+    shown = "; ".join(
+        f"image id {b['image_id']}, annotation id {b['id']}: bbox {b['bbox']}" for b in bad[:5]
+    )
+    return (
+        f"{source} has {len(bad)} invalid box(es) (not finite, or negative width/height): "
+        f"{shown}{' ...' if len(bad) > 5 else ''}. Fix the file, or set "
+        "dataloader.<split>.dataset.invalid_boxes=drop to drop them."
+    )
+
+
+def _record_box_bad(annotation: Dict) -> bool:
+    """``_bad_box`` for an annotation of a Detectron2 dataset dict (any absolute box mode)."""
+    bbox, mode = annotation.get("bbox"), annotation.get("bbox_mode", BoxMode.XYWH_ABS)
+    if mode == BoxMode.XYXY_ABS:
+        try:
+            x0, y0, x1, y1 = (float(v) for v in bbox)
+        except (TypeError, ValueError):
+            return True
+        bbox = [x0, y0, x1 - x0, y1 - y0]
+    elif mode != BoxMode.XYWH_ABS:
+        return False  # rotated / relative boxes: Detectron2's own checks
+    return _bad_box(bbox)
+
+
+def get_checked_dataset_dicts(
+    names, filter_empty: bool = True, invalid_boxes: str = "error", **kwargs
+) -> List[Dict]:
+    """``detectron2.data.get_detection_dataset_dicts`` for registered datasets (COCO 2017, LVIS,
+    anything in ``DatasetCatalog``) with the boxes checked when the dataset is loaded, before
+    the first iteration: a box that is not finite or has a negative width/height raises a
+    ValueError naming the dataset, its json file (when registered with one), the image id and
+    the annotation id; ``invalid_boxes="drop"`` removes such annotations and logs how many.
+    Other keyword arguments go to ``get_detection_dataset_dicts``."""
+    if invalid_boxes not in INVALID_BOX_POLICIES:
+        raise ValueError(
+            f"invalid_boxes must be one of {INVALID_BOX_POLICIES}, got {invalid_boxes!r}"
+        )
+    dicts = get_detection_dataset_dicts(names, filter_empty=filter_empty, **kwargs)
+    n_bad = sum(_record_box_bad(a) for r in dicts for a in r.get("annotations", []))
+    if not n_bad:
+        return dicts
+    names = [names] if isinstance(names, str) else list(names)
+    if invalid_boxes == "error":
+        # the annotation ids are in the json file only (load_coco_json does not keep them)
+        for name in names:
+            json_file = MetadataCatalog.get(name).get("json_file", None)
+            if json_file and os.path.isfile(json_file):
+                bad = find_invalid_boxes(json_file)
+                if bad:
+                    raise ValueError(
+                        _invalid_box_message(f"Dataset {name!r} (COCO json file {json_file})", bad)
+                    )
+        bad = [
+            {"image_id": r.get("image_id"), "id": None, "bbox": a.get("bbox")}
+            for r in dicts
+            for a in r.get("annotations", [])
+            if _record_box_bad(a)
+        ]
+        raise ValueError(_invalid_box_message(f"Dataset(s) {names}", bad))
+    for record in dicts:
+        record["annotations"] = [a for a in record["annotations"] if not _record_box_bad(a)]
+    if filter_empty:
+        dicts = [r for r in dicts if r["annotations"]]
+    logger.warning(f"Dropped {n_bad} annotation(s) with invalid boxes from dataset(s) {names}")
     return dicts

@@ -7,7 +7,9 @@ only, ``--no-report`` to skip) writes under ``<output_dir>/report/``:
   model's detections (right), boxes coloured by class, class names from the dataset metadata;
 - ``assignment_<image>.png``: which anchors the model's label assigner makes positive for which
   GT, drawn as in the papers' figures (GT boxes, positive anchor centres as dots in their GT's
-  colour, a legend with the counts; anchor boxes only on request);
+  colour, a legend with the counts; anchor boxes only on request). A staged assigner (PADet)
+  gets one panel per stage (initial vs promoted anchors); SAD gets a second panel with its
+  positive locations and the anchor-classification targets (mu_hat) of their anchors;
 - ``loss.png``: the training losses (and learning rate) from ``metrics.json``;
 - ``summary.txt``: AP/AP50, where the checkpoint, pictures and TensorBoard logs are, and the
   commands to serve the model and to train on one's own COCO json (also printed).
@@ -23,7 +25,8 @@ import logging
 import os
 import shlex
 import sys
-from dataclasses import dataclass
+import textwrap
+from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
@@ -33,6 +36,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "ImageAssignment",
+    "LocationTargets",
     "compute_assignment",
     "draw_assignment",
     "draw_predictions",
@@ -43,11 +47,36 @@ __all__ = [
 # Upscale small images (BCCD is resized to 341x256, shapes are 128-256 px) so that boxes, dots
 # and text stay readable: the shorter image side is drawn at least this many pixels.
 MIN_DRAWN_SIDE = 640
+# SAD's picture draws the A anchors of one positive location for at most this many GTs
+MAX_AC_LOCATIONS = 3
 _DPI = 100
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 # ----------------------------------------------------------------------------- model internals
+@dataclass
+class LocationTargets:
+    """SAD's location targets of one image: its positive locations and, for each, the
+    anchor-classification (AC) targets of the location's A anchors.
+
+    Attributes:
+        centres: (Q, 2) float centres of the positive locations.
+        matched_gt: (Q,) int GT of each positive location (index into the image's GTs).
+        anchor_boxes: (Q, A, 4) float XYXY boxes of each positive location's anchors.
+        soft_targets: (Q, A) float AC soft target mu_hat of each anchor (0 where y_hat = 0).
+        ac_positive: (Q, A) bool y_hat: the anchor's class after regression is the location's.
+        stats: counts for the legend ("positive anchors", "negative anchors", "positive
+            locations", "negative locations", "mean mu_hat").
+    """
+
+    centres: np.ndarray
+    matched_gt: np.ndarray
+    anchor_boxes: np.ndarray
+    soft_targets: np.ndarray
+    ac_positive: np.ndarray
+    stats: Dict[str, float] = field(default_factory=dict)
+
+
 @dataclass
 class ImageAssignment:
     """The assignment of one image, in the coordinates of the (resized) input image.
@@ -60,6 +89,10 @@ class ImageAssignment:
         anchor_levels: (P,) int pyramid level index of each positive anchor.
         level_names: names of the levels (e.g. ["p3", ..., "p7"]).
         method: a short description of the detector and its assigner (for titles).
+        stage: the name of the assignment stage drawn ("" for a single-stage assigner).
+        earlier_stages: a staged assigner's earlier stages, in order (PADet: "initial", the
+            APM's matching on the initial anchors, before the final "promoted" one).
+        locations: SAD's positive locations and AC targets (None for other methods).
     """
 
     gt_boxes: np.ndarray
@@ -69,6 +102,9 @@ class ImageAssignment:
     anchor_levels: np.ndarray
     level_names: List[str]
     method: str
+    stage: str = ""
+    earlier_stages: List["ImageAssignment"] = field(default_factory=list)
+    locations: Optional[LocationTargets] = None
 
 
 class _AssignmentCaptured(Exception):
@@ -146,19 +182,42 @@ def compute_assignment(model, batched_inputs: List[Dict]) -> List[ImageAssignmen
         model.train(was_training)
     if not captured:
         raise RuntimeError(f"{type(model).__name__}.forward_training did not call its assigner")
-    inputs, result = captured["inputs"], captured["result"]
-    if result.inputs is not None:  # a staged assigner's last stage (PADet: the promoted anchors)
-        inputs = result.inputs
+    result = captured["result"]
+    level_names = list(getattr(model, "head_in_features", []))
+    method = f"{type(model).__name__}, {assigner!r}"
+    from semianchor.modeling.assigners.base import StagedAssigner
 
+    final_name = assigner.stages[-1][0] if isinstance(assigner, StagedAssigner) else "final"
+    out = _image_assignments(_or(result.inputs, captured["inputs"]), result, level_names, method)
+    for name, stage in (result.stages or {}).items():
+        views = _image_assignments(
+            _or(stage.inputs, captured["inputs"]), stage, level_names, method
+        )
+        for a, v in zip(out, views):
+            v.stage = name
+            a.earlier_stages.append(v)
+    if result.stages:
+        for a in out:
+            a.stage = final_name
+    if "locations" in result.target_sets and "anchor_cls" in result.target_sets:
+        for i, loc in enumerate(_location_targets(_or(result.inputs, captured["inputs"]), result)):
+            out[i].locations = loc
+    return out
+
+
+def _or(value, default):
+    return default if value is None else value
+
+
+def _image_assignments(inputs, result, level_names, method) -> List[ImageAssignment]:
+    """One :class:`ImageAssignment` per image from an assigner's inputs and result."""
     levels = torch.repeat_interleave(
         torch.arange(len(inputs.num_anchors_per_level)),
         torch.as_tensor(inputs.num_anchors_per_level),
     )
     positive = (result.positive_mask(inputs.num_classes) & (result.matched_gt >= 0)).cpu()
     anchors = inputs.anchors.cpu()
-    level_names = list(getattr(model, "head_in_features", [])) or [
-        f"level {k}" for k in range(len(inputs.num_anchors_per_level))
-    ]
+    names = level_names or [f"level {k}" for k in range(len(inputs.num_anchors_per_level))]
     out = []
     for i in range(inputs.num_images):
         m, pos = int(inputs.gt_counts[i]), positive[i]
@@ -170,8 +229,48 @@ def compute_assignment(model, batched_inputs: List[Dict]) -> List[ImageAssignmen
                 anchor_boxes=image_anchors[pos].numpy(),
                 matched_gt=result.matched_gt[i].cpu()[pos].numpy(),
                 anchor_levels=levels[pos].numpy(),
-                level_names=level_names,
-                method=f"{type(model).__name__}, {assigner!r}",
+                level_names=names,
+                method=method,
+            )
+        )
+    return out
+
+
+def _location_targets(inputs, result) -> List[LocationTargets]:
+    """SAD: per image, the positive locations (target set "locations") and the AC targets of
+    their anchors (target set "anchor_cls": label 0 = y_hat, soft targets = mu_hat)."""
+    K = inputs.num_classes
+    A = inputs.uniform_anchors_per_location("SAD's location picture")
+    locations, ac = result.target_sets["locations"], result.target_sets["anchor_cls"]
+    loc_pos = (locations.positive_mask(K) & (locations.matched_gt >= 0)).cpu()
+    anchor_labels = result.extras.get("anchor_labels", result.labels).cpu()
+    mu_hat = ac.soft_targets.float().cpu() if ac.soft_targets is not None else None
+    y_hat = (ac.labels == 0).cpu()
+    anchors = inputs.batch_anchors().cpu()
+    out = []
+    for i in range(inputs.num_images):
+        q = torch.nonzero(loc_pos[i]).flatten()
+        idx = q[:, None] * A + torch.arange(A)[None, :]  # (Q, A): a location's anchors
+        boxes = anchors[i][idx]
+        mu = mu_hat[i][idx] if mu_hat is not None else y_hat[i][idx].float()
+        yh = y_hat[i][idx]
+        mu = torch.where(yh, mu, torch.zeros_like(mu))
+        lab, loc_lab = anchor_labels[i], locations.labels[i].cpu()
+        stats = {
+            "positive anchors": int(((lab >= 0) & (lab < K)).sum()),
+            "negative anchors": int((lab == K).sum()),
+            "positive locations": int(len(q)),
+            "negative locations": int((loc_lab == K).sum()),
+            "mean mu_hat": float(mu[yh].mean()) if yh.any() else float("nan"),
+        }
+        out.append(
+            LocationTargets(
+                centres=((boxes[:, 0, :2] + boxes[:, 0, 2:]) / 2).numpy().reshape(-1, 2),
+                matched_gt=locations.matched_gt[i].cpu()[q].numpy(),
+                anchor_boxes=boxes.numpy().reshape(-1, A, 4),
+                soft_targets=mu.numpy().reshape(-1, A),
+                ac_positive=yh.numpy().reshape(-1, A),
+                stats=stats,
             )
         )
     return out
@@ -317,41 +416,92 @@ def draw_assignment(
     Each GT box is labelled with its class and its number of positive anchors; a GT that got no
     positive anchor is drawn dashed. The legend gives the totals and the positives per pyramid
     level. ``show_anchor_boxes`` also draws each positive anchor's box (thin, in its GT's colour).
-    """
-    from matplotlib import colormaps
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import Rectangle
 
+    A staged assignment (PADet) is drawn as one panel per stage, left to right (the initial
+    anchors' positives, then the promoted anchors'); a SAD assignment gets a last panel with the
+    positive locations and, for one location per GT, its anchors coloured by their AC target.
+    """
     a = assignment
+    for view in [a] + list(a.earlier_stages):
+        m, p = len(view.gt_boxes), len(view.anchor_boxes)
+        if p and (view.matched_gt.min() < 0 or view.matched_gt.max() >= m):
+            raise ValueError(
+                f"matched_gt indices must be in [0, {m}), got "
+                f"{view.matched_gt.min()}..{view.matched_gt.max()}"
+            )
     h, w = image_rgb.shape[:2]
     scale = _drawn_scale(h, w)
-    m, p = len(a.gt_boxes), len(a.anchor_boxes)
-    if p and (a.matched_gt.min() < 0 or a.matched_gt.max() >= m):
-        raise ValueError(
-            f"matched_gt indices must be in [0, {m}), got {a.matched_gt.min()}..{a.matched_gt.max()}"
-        )
-    cmap = colormaps["tab20"]
-    # alternate the two halves of tab20 so that neighbouring GT indices get distinct hues
-    gt_colors = [cmap((2 * g) % 20 + ((2 * g) // 20) % 2)[:3] for g in range(m)]
-    per_gt = np.bincount(a.matched_gt.astype(np.int64), minlength=m)[:m] if m else np.zeros(0, int)
-    per_level = np.bincount(a.anchor_levels.astype(np.int64), minlength=len(a.level_names))
-
+    panels = [("anchors", v) for v in a.earlier_stages] + [("anchors", a)]
+    if a.locations is not None:
+        panels.append(("locations", a))
+    # the SAD panel keeps room on its right for the mu_hat colour bar
+    widths = [w * scale + (110 if kind == "locations" else 20) for kind, _ in panels]
+    fig_w = sum(widths)
+    # long titles (an assigner's repr) are wrapped to the figure's width
+    title_lines = [
+        part
+        for line in title.splitlines()
+        for part in (textwrap.wrap(line, max(40, int(fig_w / 8.6))) or [""])
+    ]
     # one legend row per entry (long entries, e.g. the per-level counts, must not be cut off)
-    legend_h = 22 * (5 if show_anchor_boxes else 4) + 16
-    fig = _figure(w * scale + 20, h * scale + 60 + legend_h)
-    ax = fig.add_axes(
-        [
-            0.01,
-            legend_h / (h * scale + 60 + legend_h),
-            0.98,
-            h * scale / (h * scale + 60 + legend_h),
-        ]
-    )
+    legend_h = 22 * (7 if show_anchor_boxes else 6) + 16
+    title_h = 40 + 18 * len(title_lines)
+    fig_h = h * scale + title_h + legend_h
+    fig = _figure(fig_w, fig_h)
+    if title_lines:
+        fig.text(0.5, 1 - 6 / fig_h, "\n".join(title_lines), fontsize=11, ha="center", va="top")
     # a lighter image so that the coloured dots and boxes stand out
     light = (0.55 * image_rgb.astype(np.float32) + 0.45 * 255).astype(np.uint8)
-    _show_image(ax, light, title or f"{a.method}: positive anchors per GT")
+    gt_colors = _gt_colors(len(a.gt_boxes))
+    left = 0.0
+    for (kind, view), width in zip(panels, widths):
+        rect = [(left + 10) / fig_w, legend_h / fig_h, w * scale / fig_w, h * scale / fig_h]
+        ax = fig.add_axes(rect)
+        if kind == "anchors":
+            what = f"{view.stage} anchors: positives per GT" if view.stage else ""
+            _show_image(
+                ax, light, what or ("" if title else f"{a.method}: positive anchors per GT")
+            )
+            handles = _draw_positive_anchors(ax, view, class_names, gt_colors, show_anchor_boxes)
+        else:
+            _show_image(ax, light, "positive locations and the AC targets of their anchors")
+            bar_ax = fig.add_axes(
+                [
+                    (left + 20 + w * scale) / fig_w,
+                    rect[1] + rect[3] * 0.1,
+                    14 / fig_w,
+                    rect[3] * 0.8,
+                ]
+            )
+            handles = _draw_locations(fig, ax, bar_ax, a, class_names, gt_colors)
+        left += width
+        # anchor boxes may extend past the image: keep the view on the image
+        ax.set_xlim(-0.5, w - 0.5)
+        ax.set_ylim(h - 0.5, -0.5)
+        ax.legend(
+            handles=handles,
+            loc="upper left",
+            bbox_to_anchor=(0.0, -0.01),
+            ncol=1,
+            fontsize=9,
+            frameon=False,
+            borderaxespad=0.0,
+        )
+    return _save(fig, out_path)
 
-    for g in range(m):
+
+def _gt_colors(m: int) -> List[tuple]:
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab20"]
+    # alternate the two halves of tab20 so that neighbouring GT indices get distinct hues
+    return [cmap((2 * g) % 20 + ((2 * g) // 20) % 2)[:3] for g in range(m)]
+
+
+def _draw_gt_boxes(ax, a: ImageAssignment, class_names, gt_colors, per_gt) -> None:
+    from matplotlib.patches import Rectangle
+
+    for g in range(len(a.gt_boxes)):
         x0, y0, x1, y1 = (float(v) for v in a.gt_boxes[g])
         ax.add_patch(
             Rectangle(
@@ -373,6 +523,17 @@ def draw_assignment(
             color="black",
             bbox=dict(facecolor=gt_colors[g], alpha=0.8, pad=1, edgecolor="none"),
         )
+
+
+def _draw_positive_anchors(ax, a: ImageAssignment, class_names, gt_colors, show_anchor_boxes):
+    """One panel: GT boxes and positive anchor centres; returns the legend handles."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Rectangle
+
+    m, p = len(a.gt_boxes), len(a.anchor_boxes)
+    per_gt = np.bincount(a.matched_gt.astype(np.int64), minlength=m)[:m] if m else np.zeros(0, int)
+    per_level = np.bincount(a.anchor_levels.astype(np.int64), minlength=len(a.level_names))
+    _draw_gt_boxes(ax, a, class_names, gt_colors, per_gt)
     if p:
         centres = (a.anchor_boxes[:, :2] + a.anchor_boxes[:, 2:]) / 2
         dot_colors = [gt_colors[int(g)] for g in a.matched_gt]
@@ -399,10 +560,6 @@ def draw_assignment(
             linewidths=0.6,
             zorder=3,
         )
-    # anchor boxes may extend past the image: keep the view on the image
-    ax.set_xlim(-0.5, w - 0.5)
-    ax.set_ylim(h - 0.5, -0.5)
-
     levels = " · ".join(f"{name} {int(n)}" for name, n in zip(a.level_names, per_level))
     handles = [
         Line2D(
@@ -429,8 +586,108 @@ def draw_assignment(
     ]
     if show_anchor_boxes:
         handles.append(Line2D([], [], color="gray", linewidth=0.6, label="positive anchor box"))
-    fig.legend(handles=handles, loc="lower left", ncol=1, fontsize=9, frameon=False)
-    return _save(fig, out_path)
+    return handles
+
+
+def _draw_locations(fig, ax, bar_ax, a: ImageAssignment, class_names, gt_colors):
+    """SAD's panel: positive locations as rings in their GT's colour; for the largest GTs
+    (``MAX_AC_LOCATIONS``), the location nearest the GT's centre with its A anchors coloured by
+    the AC target mu_hat (grey dotted: y_hat = 0); the best anchor (mu_hat = 1) thick. Returns
+    the legend handles."""
+    from matplotlib import colormaps
+    from matplotlib.colors import Normalize
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Rectangle
+
+    loc, m = a.locations, len(a.gt_boxes)
+    q = len(loc.centres)
+    per_gt = (
+        np.bincount(loc.matched_gt.astype(np.int64), minlength=m)[:m] if m else np.zeros(0, int)
+    )
+    _draw_gt_boxes(ax, a, class_names, gt_colors, per_gt)
+    cmap, norm = colormaps["viridis"], Normalize(0.0, 1.0)
+    # the anchors of one location for the largest GTs only: 25 boxes per GT quickly hide the image
+    areas = (a.gt_boxes[:, 2] - a.gt_boxes[:, 0]) * (a.gt_boxes[:, 3] - a.gt_boxes[:, 1])
+    shown = [g for g in np.argsort(-areas, kind="stable") if (loc.matched_gt == g).any()]
+    shown = shown[:MAX_AC_LOCATIONS]
+    for g in shown:
+        mine = np.nonzero(loc.matched_gt == g)[0]
+        gt_centre = (a.gt_boxes[g, :2] + a.gt_boxes[g, 2:]) / 2
+        j = mine[np.argmin(((loc.centres[mine] - gt_centre) ** 2).sum(1))]
+        order = np.argsort(loc.soft_targets[j])  # the best anchors drawn last, on top
+        for k in order:
+            x0, y0, x1, y1 = (float(v) for v in loc.anchor_boxes[j, k])
+            mu, positive = float(loc.soft_targets[j, k]), bool(loc.ac_positive[j, k])
+            ax.add_patch(
+                Rectangle(
+                    (x0, y0),
+                    x1 - x0,
+                    y1 - y0,
+                    fill=False,
+                    edgecolor=cmap(norm(mu)) if positive else (0.6, 0.6, 0.6),
+                    linewidth=2.4 if positive and mu >= 1.0 - 1e-6 else (1.2 if positive else 0.6),
+                    linestyle="-" if positive else ":",
+                    alpha=1.0 if positive else 0.4,
+                    zorder=2,
+                )
+            )
+    if q:
+        ax.scatter(
+            loc.centres[:, 0],
+            loc.centres[:, 1],
+            s=34,
+            facecolors="none",
+            edgecolors=[gt_colors[int(g)] for g in loc.matched_gt],
+            linewidths=1.6,
+            zorder=3,
+        )
+    from matplotlib.cm import ScalarMappable
+
+    bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), cax=bar_ax)
+    bar.set_label("AC target mu_hat", fontsize=8)
+    st = loc.stats
+    ratio = lambda pos, neg: f"1:{neg / pos:.0f}" if pos else "no positives"  # noqa: E731
+    handles = [
+        Line2D(
+            [],
+            [],
+            color="gray",
+            linewidth=2,
+            label=f"GT box ({m}), labelled with class: positive locations",
+        ),
+        Line2D(
+            [],
+            [],
+            marker="o",
+            linestyle="",
+            markerfacecolor="none",
+            markeredgecolor="gray",
+            label=f"positive location, ring in its GT's colour ({q}; {q / max(m, 1):.1f} per GT)",
+        ),
+        Line2D(
+            [],
+            [],
+            color=cmap(0.8),
+            linewidth=1.2,
+            label=f"anchors of one location of the {len(shown)} largest GT(s), coloured by mu_hat"
+            " (thick: mu_hat = 1)",
+        ),
+        Line2D([], [], color="gray", linewidth=0.6, linestyle=":", label="anchor with y_hat = 0"),
+        Line2D(
+            [],
+            [],
+            color="none",
+            label=f"pos:neg anchors {ratio(st.get('positive anchors', 0), st.get('negative anchors', 0))}"
+            f" vs locations {ratio(st.get('positive locations', 0), st.get('negative locations', 0))}",
+        ),
+        Line2D(
+            [],
+            [],
+            color="none",
+            label=f"mean mu_hat of y_hat = 1 anchors: {st.get('mean mu_hat', float('nan')):.2f}",
+        ),
+    ]
+    return handles
 
 
 def _read_metrics(metrics_json: str) -> List[Dict]:
@@ -723,7 +980,7 @@ def _summary(
     lines.append("    " + " ".join(shlex.quote(a) for a in demo))
     lines += [
         "",
-        "  Train on your own COCO json (set the class count and the files):",
+        "  Train on your own COCO json (the class names and count are read from it):",
         "    "
         + " ".join(
             [
@@ -731,7 +988,6 @@ def _summary(
                 _display_path(os.path.join(_REPO_ROOT, "tools", "lazyconfig_train_net.py")),
                 "--config-file",
                 _own_data_config(config_file),
-                "model.num_classes=K",
                 "dataloader.train.dataset.json_file=/path/to/train.json",
                 "dataloader.train.dataset.image_root=/path/to/images",
                 "dataloader.test.dataset.json_file=/path/to/val.json",

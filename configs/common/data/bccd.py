@@ -7,12 +7,12 @@ files, so this is the same recipe as the BCCD rows of benchmarks/ASSIGNERS.md.
 """
 
 from detectron2.config import LazyCall as L
-from detectron2.data import get_detection_dataset_dicts
+from semianchor.data import get_checked_dataset_dicts
 
 import semianchor.data  # noqa: F401  (registers bccd_train / bccd_val)
 
 from .coco_json_quickstart import dataloader
 
-dataloader.train.dataset = L(get_detection_dataset_dicts)(names="bccd_train")
-dataloader.test.dataset = L(get_detection_dataset_dicts)(names="bccd_val", filter_empty=False)
+dataloader.train.dataset = L(get_checked_dataset_dicts)(names="bccd_train")
+dataloader.test.dataset = L(get_checked_dataset_dicts)(names="bccd_val", filter_empty=False)
 dataloader.evaluator.dataset_name = "${..test.dataset.names}"

@@ -1,5 +1,9 @@
 """COCO 2017 detection, read from ``$DETECTRON2_DATASETS/coco`` (default ``./datasets/coco``):
-``annotations/instances_{train,val}2017.json`` and ``{train,val}2017/`` (Detectron2's layout)."""
+``annotations/instances_{train,val}2017.json`` and ``{train,val}2017/`` (Detectron2's layout).
+
+The boxes are checked when the dataset is loaded (``get_checked_dataset_dicts``): an invalid
+one fails before the first iteration naming the file, image id and annotation id;
+``dataloader.train.dataset.invalid_boxes=drop`` drops such annotations with a count instead."""
 
 from omegaconf import OmegaConf
 
@@ -9,14 +13,14 @@ from detectron2.data import (
     DatasetMapper,
     build_detection_test_loader,
     build_detection_train_loader,
-    get_detection_dataset_dicts,
 )
 from detectron2.evaluation import COCOEvaluator
+from semianchor.data import get_checked_dataset_dicts
 
 dataloader = OmegaConf.create()
 
 dataloader.train = L(build_detection_train_loader)(
-    dataset=L(get_detection_dataset_dicts)(names="coco_2017_train"),
+    dataset=L(get_checked_dataset_dicts)(names="coco_2017_train"),
     mapper=L(DatasetMapper)(
         is_train=True,
         augmentations=[
@@ -35,7 +39,7 @@ dataloader.train = L(build_detection_train_loader)(
 )
 
 dataloader.test = L(build_detection_test_loader)(
-    dataset=L(get_detection_dataset_dicts)(names="coco_2017_val", filter_empty=False),
+    dataset=L(get_checked_dataset_dicts)(names="coco_2017_val", filter_empty=False),
     mapper=L(DatasetMapper)(
         is_train=False,
         augmentations=[L(T.ResizeShortestEdge)(short_edge_length=800, max_size=1333)],
