@@ -39,7 +39,10 @@ def test_lazy_config_builds(path):
     if path.startswith("COCO-Detection/padet"):  # PADet's own recipe: 160 epochs at batch 32
         assert cfg.train.max_iter == 586330 and cfg.dataloader.train.total_batch_size == 32
         assert cfg.optimizer.lr == 2e-3 and cfg.optimizer.weight_decay == 5e-4
-        assert cfg.train.init_checkpoint == ""  # no ImageNet VGG-16 in Detectron2's zoo (README)
+        if "R101" in path:  # Detectron2's MSRA ResNet-101 (FrozenBN, stride in the 1x1)
+            assert cfg.train.init_checkpoint == "detectron2://ImageNetPretrained/MSRA/R-101.pkl"
+        else:  # no ImageNet VGG-16 in Detectron2's zoo: a converted one (projects/PADet/README)
+            assert cfg.train.init_checkpoint == ""
     elif path.startswith("COCO-Detection"):
         assert cfg.train.max_iter == 90000 and cfg.dataloader.train.total_batch_size == 16
         assert cfg.train.init_checkpoint.startswith("detectron2://ImageNetPretrained/")

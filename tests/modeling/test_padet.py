@@ -1,9 +1,11 @@
-"""PADet: SSD priors with 6 and 4 anchors per level, the encoder-decoder layouts, the two matchings
-(promoted anchors, the theta rule), the FAM's deformable conv, hard-negative mining and the
-detector end to end (empty GT, autocast)."""
+"""PADet: SSD priors with 6 and 4 anchors per level, the encoder-decoder layouts (and MSRA ImageNet
+weights for the ResNet encoder), the two matchings (promoted anchors, the theta rule), the FAM's
+deformable conv, hard-negative mining, the detector end to end (empty GT, autocast), Table 2's
+APM components and the ablation configs of projects/PADet/configs."""
 
 import math
 import os
+import pickle
 
 import pytest
 import torch
@@ -313,6 +315,8 @@ def test_default_predictor_serves_a_saved_checkpoint(tmp_path, tiny_padet):
     cfg.MODEL.BACKBONE.NAME = "build_padet_backbone"
     cfg.MODEL.SEMIANCHOR.PADET.ENCODER = "resnet"
     cfg.MODEL.RESNETS.DEPTH = 18
+    cfg.MODEL.RESNETS.NORM = "BN"  # the lazy twin's encoder: BN, nothing frozen
+    cfg.MODEL.BACKBONE.FREEZE_AT = 0
     cfg.MODEL.SEMIANCHOR.PADET.NUM_EXTRA = 2
     cfg.MODEL.SEMIANCHOR.PADET.ENCODER_WIDTH = 0.125
     cfg.MODEL.SEMIANCHOR.PADET.DECODER_CHANNELS = 32
@@ -328,3 +332,286 @@ def test_default_predictor_serves_a_saved_checkpoint(tmp_path, tiny_padet):
         direct = tiny_padet([{"image": tensor, "height": 96, "width": 96}])[0]["instances"]
     assert len(served) == len(direct)
     assert torch.allclose(served.pred_boxes.tensor, direct.pred_boxes.tensor, atol=1e-3)
+
+
+# ---------------------------------------------------------------- ImageNet weights (ResNet)
+def _as_msra_caffe2_names(state_dict):
+    """A Detectron2 ResNet's weights under the names of MSRA's Caffe2 ImageNet models (the inverse
+    of ``convert_basic_c2_names`` for conv and affine-BN blobs), as numpy arrays, plus fc1000."""
+    blocks = {"conv1": "branch2a", "conv2": "branch2b", "conv3": "branch2c", "shortcut": "branch1"}
+    out = {}
+    for key, value in state_dict.items():
+        parts = key.split(".")
+        if parts[-1] not in ("weight", "bias"):  # MSRA's models have no running statistics
+            continue
+        if parts[0] == "stem":  # stem.conv1.weight, stem.conv1.norm.{weight,bias}
+            if parts[2] != "norm":
+                name = "conv1_w"
+            else:
+                name = "res_conv1_bn_s" if parts[-1] == "weight" else "res_conv1_bn_b"
+        else:
+            stage, block, conv = parts[:3]
+            name = f"{stage}_{block}_{blocks[conv]}"
+            if parts[3] == "norm":
+                name += "_bn_s" if parts[-1] == "weight" else "_bn_b"
+            else:
+                name += "_w"
+        out[name] = value.numpy()
+    out["fc1000_w"], out["fc1000_b"] = torch.zeros(1000, 512).numpy(), torch.zeros(1000).numpy()
+    return out
+
+
+def test_resnet_encoder_loads_msra_caffe2_imagenet_weights(tmp_path):
+    """What padet_R101_*.py do with ``detectron2://ImageNetPretrained/MSRA/R-101.pkl``, on an R-18
+    in the same Caffe2 format: Detectron2's checkpointer maps every blob onto
+    ``backbone.encoder.resnet.*`` (FrozenBN: scale and bias only), nothing else is touched."""
+    from detectron2.checkpoint import DetectionCheckpointer
+    from detectron2.modeling.backbone import BasicStem, ResNet
+
+    torch.manual_seed(1)
+    reference = ResNet(
+        BasicStem(in_channels=3, out_channels=64, norm="FrozenBN"),
+        ResNet.make_default_stages(depth=18, norm="FrozenBN"),
+        out_features=["res5"],
+    )
+    with torch.no_grad():
+        for m in reference.modules():
+            if hasattr(m, "running_var"):  # FrozenBN: scale and bias are buffers
+                m.weight.copy_(torch.rand_like(m.weight) + 0.5)
+                m.bias.copy_(torch.randn_like(m.bias))
+    blobs = _as_msra_caffe2_names(reference.state_dict())
+    path = tmp_path / "R-18-msra.pkl"
+    with open(path, "wb") as f:
+        pickle.dump(blobs, f)  # MSRA's ImageNet pkl: a flat dict of blobs, no "model" key
+
+    class Detector(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            encoder = ResNetEncoder(
+                depth=18, num_extra=2, width=0.125, norm="FrozenBN", stride_in_1x1=True, freeze_at=2
+            )
+            self.backbone = EncoderDecoder(encoder=encoder, channels=16)
+
+    torch.manual_seed(0)
+    model = Detector()
+    decoder_before = {k: v.clone() for k, v in model.state_dict().items() if "resnet" not in k}
+    DetectionCheckpointer(model).load(str(path))
+    loaded = model.state_dict()
+    ref = reference.state_dict()
+    for key, value in ref.items():
+        if "running" in key:
+            continue
+        assert torch.equal(loaded[f"backbone.encoder.resnet.{key}"], value), key
+    assert all(torch.equal(loaded[k], v) for k, v in decoder_before.items())
+    resnet = model.backbone.encoder.resnet
+    assert not any(p.requires_grad for p in resnet.stem.parameters())  # freeze_at=2
+    assert not any(p.requires_grad for p in resnet.res2.parameters())
+    assert all(p.requires_grad for p in resnet.res3.parameters())
+
+
+def test_resnet_encoder_stride_in_1x1_for_msra_bottlenecks():
+    msra = ResNetEncoder(depth=50, num_extra=0, norm="FrozenBN", stride_in_1x1=True)
+    torchvision_style = ResNetEncoder(depth=50, num_extra=0)
+    first = msra.resnet.res3[0]
+    assert first.conv1.stride == (2, 2) and first.conv2.stride == (1, 1)
+    first = torchvision_style.resnet.res3[0]
+    assert first.conv1.stride == (1, 1) and first.conv2.stride == (2, 2)
+    assert type(msra.resnet.res3[0].conv1.norm).__name__ == "FrozenBatchNorm2d"
+    assert isinstance(torchvision_style.resnet.res3[0].conv1.norm, torch.nn.BatchNorm2d)
+
+
+def test_r101_configs_use_msra_weights_with_a_matching_encoder():
+    for name, sides in (("padet_R101_384.py", 6), ("padet_R101_512.py", 7)):
+        cfg = LazyConfig.load(os.path.join(REPO, "configs/COCO-Detection", name))
+        enc = cfg.model.backbone.encoder
+        assert enc._target_ is ResNetEncoder and enc.depth == 101
+        assert (enc.norm, enc.stride_in_1x1) == ("FrozenBN", True)
+        assert enc.num_extra == sides - 4  # C3, C4, C5 + extras + the pooled last level
+        assert cfg.train.init_checkpoint == "detectron2://ImageNetPretrained/MSRA/R-101.pkl"
+        assert list(cfg.model.pixel_std) == [1.0, 1.0, 1.0]  # Caffe weights: no std division
+        assert len(cfg.model.head_in_features) == sides
+
+
+# ---------------------------------------------------------------- Table 2 components
+def _tiny(model):
+    """The R-18 (width 0.125), 32-channel, 3-class shrink of a PADet model config."""
+    model.backbone.encoder = dict(_target_=ResNetEncoder, depth=18, num_extra=2, width=0.125)
+    model.backbone.channels = 32
+    model.head.input_shape = [ShapeSpec(channels=32)] * 6
+    model.num_classes = K
+    return model
+
+
+def _common_model(**switches):
+    cfg = LazyConfig.load(os.path.join(REPO, "configs/common/models/padet.py"))
+    for key, value in switches.items():
+        node = cfg.model
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node[p]
+        node[leaf] = value
+    return _tiny(cfg.model)
+
+
+COMPONENTS = {  # Table 2 row: (switches, APM losses)
+    "baseline": (
+        {
+            "promote": False,
+            "theta": None,
+            "head.apm_scoring": False,
+            "head.apm_adjustment": False,
+            "head.fam_mode": "none",
+        },
+        set(),
+    ),
+    "apm_c": (
+        {"promote": False, "head.apm_adjustment": False, "head.fam_mode": "none"},
+        {"loss_padet_apm_cls"},
+    ),
+    "apm_r": (
+        {"theta": None, "head.apm_scoring": False, "head.fam_mode": "none"},
+        {"loss_padet_apm_box"},
+    ),
+    "apm": ({"head.fam_mode": "none"}, {"loss_padet_apm_cls", "loss_padet_apm_box"}),
+    "apm_fam": ({}, {"loss_padet_apm_cls", "loss_padet_apm_box"}),
+}
+
+
+@pytest.mark.parametrize("row", sorted(COMPONENTS))
+def test_table2_components_train_and_infer_with_only_their_branches(row):
+    switches, apm_losses = COMPONENTS[row]
+    torch.manual_seed(0)
+    model = instantiate(_common_model(**switches))
+    promote, theta = switches.get("promote", True), switches.get("theta", 0.01)
+    assert (model.promote, model.theta, model.use_apm) == (promote, theta, bool(apm_losses))
+    stage = dict(model.assigner.stages)["promoted"]
+    assert (stage.promote, stage.theta) == (promote, theta)  # interpolated from the model's
+    assert ("apm_cls" in model.head_outputs) == (theta is not None)
+    assert ("apm_reg" in model.head_outputs) == promote
+    model.train()
+    with EventStorage():
+        losses = model(make_batch(2, size=96))
+    assert set(losses) == {"loss_padet_cls", "loss_padet_box"} | apm_losses
+    total = sum(losses.values())
+    assert torch.isfinite(total)
+    total.backward()
+    untrained = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not untrained  # every built branch is trained (DDP needs no find_unused_parameters)
+    model.eval()
+    with torch.no_grad():
+        out = model(make_batch(1, size=96))[0]["instances"]
+    assert torch.isfinite(out.pred_boxes.tensor).all() and len(out) <= 300
+
+
+def test_apm_switches_must_match_the_head_and_the_assigner():
+    with pytest.raises(ValueError, match="anchor adjustment"):
+        instantiate(_common_model(**{"head.apm_adjustment": False, "head.fam_mode": "none"}))
+    with pytest.raises(ValueError, match="untrained"):
+        instantiate(_common_model(theta=None))  # the scoring branch would be built but unused
+    cfg = _common_model()
+    cfg.assigner.stages[1][1].promote = False  # training on initial anchors, test on promoted
+    with pytest.raises(ValueError, match="disagrees with the model"):
+        instantiate(cfg)
+    with pytest.raises(ValueError, match="FAM mode 'disentangled'"):
+        instantiate(_common_model(promote=False, **{"head.apm_adjustment": False}))
+    # use_apm=False is the baseline's shortcut: promote and theta off
+    cfg = _common_model(**COMPONENTS["baseline"][0])
+    cfg.promote, cfg.theta, cfg.use_apm = True, 0.01, False
+    cfg.assigner.stages[1][1].update(promote=False, theta=None)
+    model = instantiate(cfg)
+    assert (model.promote, model.theta, model.use_apm) == (False, None, False)
+
+
+def test_yacs_use_apm_false_builds_the_baseline():
+    from detectron2.config import get_cfg
+    from detectron2.modeling import build_model
+
+    from semianchor.config import add_semianchor_config
+
+    cfg = add_semianchor_config(get_cfg())
+    cfg.merge_from_file(os.path.join(REPO, "configs/yacs/PADet_VGG16_384.yaml"))
+    cfg.MODEL.DEVICE = "cpu"
+    cfg.MODEL.SEMIANCHOR.PADET.ENCODER_WIDTH = 0.125
+    cfg.MODEL.SEMIANCHOR.PADET.USE_APM = False
+    cfg.MODEL.SEMIANCHOR.PADET.FAM_MODE = "none"
+    model = build_model(cfg)
+    assert not model.use_apm and set(model.head_outputs) == {"cls", "reg"}
+    stage = dict(model.assigner.stages)["promoted"]
+    assert (stage.promote, stage.theta) == (False, None)
+
+
+# ---------------------------------------------------------------- projects/PADet/configs
+CONFIG_DIR = os.path.join(REPO, "projects/PADet/configs")
+VGG_BASE = "configs/COCO-Detection/padet_VGG16_384.py"
+R18_BASE = "configs/quickstart/padet_R18_coco_json.py"
+# config -> (base, the switches it changes), written from Tables 1 and 2
+ABLATIONS = {
+    f"table2_padet_{row}_VGG16_384.py": (VGG_BASE, switches)
+    for row, (switches, _) in COMPONENTS.items()
+}
+ABLATIONS.update(
+    {
+        f"table1_padet_fam_{mode}_VGG16_384.py": (
+            VGG_BASE,
+            {} if mode == "disentangled" else {"head.fam_mode": mode},
+        )
+        for mode in ("none", "implicit", "location", "shape", "concat", "disentangled")
+    }
+)
+ABLATIONS.update(
+    {
+        "table1_padet_fam_disentangled_gradmul0p1_VGG16_384.py": (
+            VGG_BASE,
+            {"head.fam_grad_mul": 0.1},
+        ),
+        "table1_padet_fam_disentangled_gradmul1_VGG16_384.py": (
+            VGG_BASE,
+            {"head.fam_grad_mul": 1.0},
+        ),
+        "padet_baseline_R18_coco_json.py": (R18_BASE, COMPONENTS["baseline"][0]),
+        "padet_apm_R18_coco_json.py": (R18_BASE, COMPONENTS["apm"][0]),
+        "padet_apm_fam_R18_coco_json.py": (R18_BASE, {}),
+    }
+)
+
+
+def _leaves(node, prefix=""):
+    from omegaconf import OmegaConf
+
+    container = OmegaConf.to_container(node, resolve=False) if prefix == "" else node
+    out = {}
+    items = container.items() if isinstance(container, dict) else enumerate(container)
+    for key, value in items:
+        path = f"{prefix}{key}"
+        if isinstance(value, (dict, list, tuple)):
+            out.update(_leaves(value, path + "."))
+        else:
+            out[path] = value
+    return out
+
+
+def test_every_padet_project_config_is_listed():
+    assert sorted(ABLATIONS) == sorted(p for p in os.listdir(CONFIG_DIR) if p.endswith(".py"))
+
+
+@pytest.mark.parametrize("name", sorted(ABLATIONS))
+def test_ablation_config_changes_only_its_switches(name):
+    """Against its base: the listed APM/FAM switches and the output folder, nothing else (same
+    recipe, data, schedule for every arm); the model builds (shrunk) with those components."""
+    base_path, switches = ABLATIONS[name]
+    cfg = LazyConfig.load(os.path.join(CONFIG_DIR, name))
+    base = LazyConfig.load(os.path.join(REPO, base_path))
+    new, old = _leaves(cfg), _leaves(base)
+    changed = {k for k in new.keys() | old.keys() if new.get(k, "?") != old.get(k, "?")}
+    expected = {f"model.{k}" for k, v in switches.items() if old[f"model.{k}"] != v}
+    assert changed - {"train.output_dir"} == expected
+    for key, value in switches.items():
+        assert new[f"model.{key}"] == value, key
+    assert cfg.train.output_dir != base.train.output_dir
+    model = instantiate(_tiny(cfg.model))
+    assert isinstance(model, PADet)
+    promote, theta = switches.get("promote", True), switches.get("theta", 0.01)
+    assert (model.promote, model.theta) == (promote, theta)
+    modes = {fam.mode for fam in model.head.fam[:4]}
+    assert modes == {switches.get("head.fam_mode", "disentangled")}
+    assert {fam.grad_mul for fam in model.head.fam} == {switches.get("head.fam_grad_mul", 0.0)}

@@ -4,6 +4,11 @@ SSD VGG-16 encoder (conv4_3, fc7, 3 extra blocks) + U-Net decoder (256 channels,
 48, 24, 12, 6, 3, 1), SSD priors (6 per location on D1-D4, 4 on D5-D6: 18,400 anchors; sizes
 of SSD300-COCO scaled to 384, P3), APM + FAM (disentangled, D1-D4) head, the two matchings (IoU
 0.5 / 0.3, theta 0.01), softmax CE + smooth-L1 (beta 1) with 3:1 hard-negative mining, soft-NMS.
+
+The Table 2 switches (projects/PADet/configs): ``model.promote`` (APM_R) and ``model.theta``
+(APM_C; None: off) are read by the promoted-anchor stage of the assigner too (interpolated), and
+``model.head.apm_adjustment`` / ``apm_scoring`` build the matching APM branches (the model checks
+that they agree). Table 1: ``model.head.fam_mode`` and ``fam_grad_mul``.
 """
 
 from detectron2.config import LazyCall as L
@@ -32,6 +37,8 @@ model = L(PADet)(
         fam_levels=4,  # "we do not apply the FAM to the last 2 layers"
         fam_grad_mul=0.0,  # P5: APM outputs detached before F and G
         prior_prob=0.01,
+        apm_scoring=True,  # APM_C: the anchor scoring branch (needs model.theta)
+        apm_adjustment=True,  # APM_R: the anchor adjustment branch (needs model.promote)
     ),
     head_in_features=LEVELS,
     anchor_generator=L(SSDAnchorGenerator)(
@@ -48,15 +55,17 @@ model = L(PADet)(
             (
                 "promoted",
                 L(PromotedAnchorAssigner)(
-                    thresholds=[0.3, 0.5], labels=[0, -1, 1], promote=True, theta=0.01
+                    thresholds=[0.3, 0.5],
+                    labels=[0, -1, 1],
+                    promote="${.....promote}",  # = model.promote
+                    theta="${.....theta}",  # = model.theta
                 ),
             ),
         ]
     ),
     num_classes=80,
-    use_apm=True,
-    promote=True,
-    theta=0.01,
+    promote=True,  # APM_R: match and decode on the promoted anchors
+    theta=0.01,  # APM_C: the theta rule (training) and the APM gate (test)
     neg_pos_ratio=3.0,
     apm_neg_pos_ratio=3.0,
     soft_nms=dict(method="linear", iou_threshold=0.3, sigma=0.5, min_score=0.001),

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from detectron2.layers import ShapeSpec
-from detectron2.modeling.backbone import BACKBONE_REGISTRY, Backbone, ResNet, BasicStem
+from detectron2.modeling.backbone import BACKBONE_REGISTRY, Backbone, BasicStem, ResNet
 
 __all__ = ["VGG16Encoder", "ResNetEncoder", "EncoderDecoder", "cbr"]
 
@@ -95,15 +95,37 @@ class VGG16Encoder(nn.Module):
 
 
 class ResNetEncoder(nn.Module):
-    """Detectron2's ResNet (``depth`` 18..101, BN, nothing frozen by default) C3, C4, C5 plus
-    ``num_extra`` extra blocks (INFERRED): strides 8, 16, 32, 64, ..."""
+    """Detectron2's ResNet (``depth`` 18..152) C3, C4, C5 plus ``num_extra`` extra blocks
+    (INFERRED): strides 8, 16, 32, 64, ...
+
+    Args:
+        depth: ResNet depth. num_extra: extra [1x1, 3x3 stride 2] blocks after C5 (2 at 384 px,
+            3 at 512). width: channel multiplier of the extra blocks only.
+        norm: the ResNet's norm ("BN": trained from scratch, the default; "FrozenBN" for
+            ImageNet weights whose BN is folded into an affine, as MSRA's).
+        stride_in_1x1: put the stride of a bottleneck's first block in its 1x1 conv (MSRA's
+            Caffe ResNets, ``detectron2://ImageNetPretrained/MSRA/R-*.pkl``) rather than in the
+            3x3 (torchvision's); ignored for depth < 50 (basic blocks).
+        freeze_at: Detectron2's ``freeze_at`` (0: nothing frozen; 2: stem and res2).
+
+    Detectron2's checkpointer loads MSRA's ``R-101.pkl`` into ``resnet.*`` by name matching
+    (tests/modeling/test_padet.py), whatever prefix this encoder has in the model.
+    """
 
     def __init__(
-        self, *, depth: int = 101, num_extra: int = 2, width: float = 1.0, freeze_at: int = 0
+        self,
+        *,
+        depth: int = 101,
+        num_extra: int = 2,
+        width: float = 1.0,
+        freeze_at: int = 0,
+        norm: str = "BN",
+        stride_in_1x1: bool = False,
     ):
         super().__init__()
-        stages = ResNet.make_default_stages(depth=depth, norm="BN")
-        stem = BasicStem(in_channels=3, out_channels=64, norm="BN")
+        block_kwargs = dict(stride_in_1x1=stride_in_1x1) if depth >= 50 else {}
+        stages = ResNet.make_default_stages(depth=depth, norm=norm, **block_kwargs)
+        stem = BasicStem(in_channels=3, out_channels=64, norm=norm)
         self.resnet = ResNet(
             stem, stages, out_features=["res3", "res4", "res5"], freeze_at=freeze_at
         )
@@ -165,13 +187,19 @@ class EncoderDecoder(Backbone):
 @BACKBONE_REGISTRY.register()
 def build_padet_backbone(cfg, input_shape: ShapeSpec):
     """yacs: ``MODEL.SEMIANCHOR.PADET.ENCODER`` ("vgg16" | "resnet"), ``.ENCODER_WIDTH``,
-    ``.NUM_EXTRA``, ``.DECODER_CHANNELS`` and ``MODEL.RESNETS.DEPTH``."""
+    ``.NUM_EXTRA``, ``.DECODER_CHANNELS``; a ResNet encoder reads Detectron2's
+    ``MODEL.RESNETS.DEPTH``, ``.NORM``, ``.STRIDE_IN_1X1`` and ``MODEL.BACKBONE.FREEZE_AT``."""
     p = cfg.MODEL.SEMIANCHOR.PADET
     if p.ENCODER == "vgg16":
         encoder = VGG16Encoder(width=p.ENCODER_WIDTH, num_extra=p.NUM_EXTRA)
     elif p.ENCODER == "resnet":
         encoder = ResNetEncoder(
-            depth=cfg.MODEL.RESNETS.DEPTH, num_extra=p.NUM_EXTRA, width=p.ENCODER_WIDTH
+            depth=cfg.MODEL.RESNETS.DEPTH,
+            num_extra=p.NUM_EXTRA,
+            width=p.ENCODER_WIDTH,
+            freeze_at=cfg.MODEL.BACKBONE.FREEZE_AT,
+            norm=cfg.MODEL.RESNETS.NORM,
+            stride_in_1x1=cfg.MODEL.RESNETS.STRIDE_IN_1X1,
         )
     else:
         raise ValueError(

@@ -17,10 +17,15 @@ X_l = the (dx, dy) deltas (2A channels), X_s = the (dw, dh) deltas (2A channels)
 
 F, G, H are 1x1 convs, zero-initialised so every FAM starts as the plain conv (INFERRED, P4).
 FAM is applied on the first ``fam_levels`` levels only ("not to the last 2 layers").
+
+Table 2's rows drop APM branches: ``apm_scoring=False`` removes the anchor scoring branch
+(``apm_cls``; APM_R and the baseline), ``apm_adjustment=False`` the anchor adjustment branch
+(``apm_reg``; APM_C and the baseline), so no parameter goes untrained. Without the adjustment
+branch there is no X_l / X_s: only the FAM modes "none" and "implicit" remain.
 """
 
 import math
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import torch
 from torch import nn
@@ -28,9 +33,10 @@ from torchvision.ops import deform_conv2d
 
 from .dense_head import HeadOutput
 
-__all__ = ["FeatureAlignment", "PADetHead", "FAM_MODES"]
+__all__ = ["FeatureAlignment", "PADetHead", "FAM_MODES", "FAM_MODES_WITHOUT_APM"]
 
 FAM_MODES = ("none", "implicit", "location", "shape", "concat", "disentangled")
+FAM_MODES_WITHOUT_APM = ("none", "implicit")  # the modes that do not read the APM deltas
 
 
 def _conv(in_channels, out_channels, kernel_size, std=0.01, bias=0.0):
@@ -50,7 +56,7 @@ def _zero_conv(in_channels, out_channels):
 class FeatureAlignment(nn.Module):
     """The FAM of one level: a 3x3 (deformable) conv ``channels -> channels`` + ReLU whose offsets
     follow ``mode`` (module docstring). ``forward(x, apm_reg)``: x (N, C, H, W), apm_reg
-    (N, 4A, H, W) deltas (dx, dy, dw, dh per anchor)."""
+    (N, 4A, H, W) deltas (dx, dy, dw, dh per anchor); None for the modes that do not read it."""
 
     def __init__(
         self, channels: int, num_anchors: int, mode: str = "disentangled", grad_mul: float = 0.0
@@ -81,6 +87,8 @@ class FeatureAlignment(nn.Module):
             return x.new_zeros((N, 18, H, W))
         if self.mode == "implicit":
             return self.offset_conv(x)
+        if apm_reg is None:
+            raise ValueError(f"FAM mode {self.mode!r} needs the APM deltas (apm_reg)")
         # gradient into the APM: 0 (detach, Guided Anchoring), 0.1 (RepPoints) or 1 (TDRN)
         reg = apm_reg * self.grad_mul + apm_reg.detach() * (1.0 - self.grad_mul)
         reg = reg.view(N, self.num_anchors, 4, H, W)
@@ -95,7 +103,7 @@ class FeatureAlignment(nn.Module):
             out = out + self.g_shape(x_s)
         return out
 
-    def forward(self, x: torch.Tensor, apm_reg: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, apm_reg: Optional[torch.Tensor]) -> torch.Tensor:
         if self.mode == "none":
             y = nn.functional.conv2d(x, self.weight, self.bias, padding=1)
         else:
@@ -116,9 +124,10 @@ class FeatureAlignment(nn.Module):
 class PADetHead(nn.Module):
     """APM + detection head per level (module docstring).
 
-    Outputs per level (A_l anchors per location): ``apm_cls`` (N, A_l, H, W) positive logits,
-    ``apm_reg`` (N, 4A_l, H, W) deltas w.r.t. the initial anchors, ``cls`` (N, A_l (K + 1), H, W)
-    softmax logits (background last), ``reg`` (N, 4A_l, H, W) deltas w.r.t. the promoted anchors.
+    Outputs per level (A_l anchors per location): ``apm_cls`` (N, A_l, H, W) positive logits
+    (with ``apm_scoring``), ``apm_reg`` (N, 4A_l, H, W) deltas w.r.t. the initial anchors (with
+    ``apm_adjustment``), ``cls`` (N, A_l (K + 1), H, W) softmax logits (background last), ``reg``
+    (N, 4A_l, H, W) deltas w.r.t. the promoted anchors (the initial ones without adjustment).
 
     Args:
         input_shape: the decoded levels' ShapeSpecs (equal channels C).
@@ -127,6 +136,8 @@ class PADetHead(nn.Module):
             others a plain 3x3 conv); fam_grad_mul: gradient scale from the FAM into the APM.
         prior_prob: initial positive probability of the APM logits (SSD/RefineDet: none; we use
             the focal prior only for the APM's sigmoid so training starts stable).
+        apm_scoring / apm_adjustment: build the APM's anchor scoring (APM_C) / anchor adjustment
+            (APM_R) branch (Table 2; both off: the baseline, "vanilla DSSD").
     """
 
     def __init__(
@@ -139,6 +150,8 @@ class PADetHead(nn.Module):
         fam_levels: int = 4,
         fam_grad_mul: float = 0.0,
         prior_prob: float = 0.01,
+        apm_scoring: bool = True,
+        apm_adjustment: bool = True,
     ):
         super().__init__()
         if len({s.channels for s in input_shape}) != 1:
@@ -147,13 +160,22 @@ class PADetHead(nn.Module):
             )
         if len(num_anchors) != len(input_shape):
             raise ValueError(
-                f"num_anchors {list(num_anchors)} must have one entry per level ({len(input_shape)})"
+                f"num_anchors {list(num_anchors)} must have one entry per level "
+                f"({len(input_shape)})"
+            )
+        if not apm_adjustment and fam_mode not in FAM_MODES_WITHOUT_APM:
+            raise ValueError(
+                f"FAM mode {fam_mode!r} takes its offsets from the APM's anchor adjustment branch: "
+                f"with apm_adjustment=False use one of {FAM_MODES_WITHOUT_APM}"
             )
         C = input_shape[0].channels
         self.num_classes, self.num_anchors = num_classes, list(num_anchors)
+        self.apm_scoring, self.apm_adjustment = bool(apm_scoring), bool(apm_adjustment)
         bias = -math.log((1 - prior_prob) / prior_prob)
-        self.apm_cls = nn.ModuleList(_conv(C, a, 3, bias=bias) for a in num_anchors)
-        self.apm_reg = nn.ModuleList(_conv(C, 4 * a, 3) for a in num_anchors)
+        if self.apm_scoring:
+            self.apm_cls = nn.ModuleList(_conv(C, a, 3, bias=bias) for a in num_anchors)
+        if self.apm_adjustment:
+            self.apm_reg = nn.ModuleList(_conv(C, 4 * a, 3) for a in num_anchors)
         self.det_conv = nn.ModuleList(
             nn.Sequential(nn.Conv2d(C, C, 3, padding=1, bias=False), nn.BatchNorm2d(C), nn.ReLU())
             for _ in num_anchors
@@ -167,20 +189,22 @@ class PADetHead(nn.Module):
 
     @property
     def outputs(self) -> Dict[str, HeadOutput]:
-        return {
-            "cls": HeadOutput(self.num_classes + 1),
-            "reg": HeadOutput(4),
-            "apm_cls": HeadOutput(1),
-            "apm_reg": HeadOutput(4),
-        }
+        outputs = {"cls": HeadOutput(self.num_classes + 1), "reg": HeadOutput(4)}
+        if self.apm_scoring:
+            outputs["apm_cls"] = HeadOutput(1)
+        if self.apm_adjustment:
+            outputs["apm_reg"] = HeadOutput(4)
+        return outputs
 
     def forward(self, features: List[torch.Tensor]) -> Dict[str, List[torch.Tensor]]:
         out = {k: [] for k in self.outputs}
         for level, x in enumerate(features):
-            apm_reg = self.apm_reg[level](x)
+            apm_reg = self.apm_reg[level](x) if self.apm_adjustment else None
             aligned = self.fam[level](self.det_conv[level](x), apm_reg)
-            out["apm_cls"].append(self.apm_cls[level](x))
-            out["apm_reg"].append(apm_reg)
+            if self.apm_scoring:
+                out["apm_cls"].append(self.apm_cls[level](x))
+            if self.apm_adjustment:
+                out["apm_reg"].append(apm_reg)
             out["cls"].append(self.cls_pred[level](aligned))
             out["reg"].append(self.reg_pred[level](aligned))
         return out

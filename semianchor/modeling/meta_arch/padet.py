@@ -15,9 +15,16 @@ N_apm / N_det are EMAs of the positive counts (momentum ``loss_normalizer_moment
 Inference (2.4): promoted anchors; an anchor whose APM score is below theta is discarded; score =
 detection softmax probability (P8) gated at ``test_score_thresh`` (0.01); per-class soft-NMS
 (linear, N_t 0.3; the ``soft_nms`` op); ``max_detections_per_image`` (300).
+
+Table 2's components: APM_C (the anchor scoring branch: its BCE loss, the theta rule, the test
+gate) is on iff ``theta`` is not None; APM_R (the anchor adjustment branch: its smooth-L1 loss,
+matching and decoding on the promoted anchors) iff ``promote``; ``use_apm=False`` turns both off
+(the baseline). The head must build exactly the branches in use (``PADetHead(apm_scoring=...,
+apm_adjustment=...)``) and the assigner's ``PromotedAnchorAssigner`` stages must agree (same
+``promote``, theta on/off): a mismatch is a ValueError at construction, not a silent ablation.
 """
 
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -52,14 +59,18 @@ def hard_negative_mask(loss: Tensor, positive: Tensor, negative: Tensor, ratio: 
 @META_ARCH_REGISTRY.register()
 class PADet(AssignmentDetector):
     """:class:`AssignmentDetector` with the APM losses, hard-negative mining, promoted anchors at
-    test time and soft-NMS. The assigner must be a ``StagedAssigner`` whose first stage is
-    named "initial" (or, without APM, any assigner). ``kwargs``: the base's arguments.
+    test time and soft-NMS. With an APM branch the assigner must be a ``StagedAssigner`` with a
+    stage named "initial" (without APM, any assigner). ``kwargs``: the base's arguments.
 
     Args:
-        use_apm: train the APM (False: Table 2's baseline; then also promote/theta off).
+        use_apm: False: no APM at all (Table 2's baseline); the same as promote=False and
+            theta=None.
+        promote: APM_R: train the anchor adjustment branch, match the detection module on and
+            decode detections from the promoted anchors (False: the initial anchors).
+        theta: APM_C: train the anchor scoring branch; negatives it scores below theta are
+            ignored in training (the assigner's rule) and anchors below it dropped at test time.
+            None: APM_C off.
         neg_pos_ratio / apm_neg_pos_ratio: hard-negative mining of the detection / APM losses.
-        theta: the test-time APM gate (None: no gate, APM_C off).
-        promote: decode detections from the promoted anchors at test time (APM_R).
         soft_nms: dict of ``soft_nms`` arguments (method, iou_threshold, sigma, min_score).
     """
 
@@ -71,7 +82,7 @@ class PADet(AssignmentDetector):
         *,
         use_apm: bool = True,
         promote: bool = True,
-        theta=0.01,
+        theta: Optional[float] = 0.01,
         neg_pos_ratio: float = 3.0,
         apm_neg_pos_ratio: float = 3.0,
         apm_loss_weight: float = 1.0,
@@ -91,13 +102,52 @@ class PADet(AssignmentDetector):
             max_detections_per_image=max_detections_per_image,
             **kwargs,
         )
-        if not {"apm_cls", "apm_reg"} <= set(self.head_outputs):
-            raise ValueError("PADet needs a head with 'apm_cls' and 'apm_reg' outputs (PADetHead)")
-        self.use_apm, self.promote, self.theta = bool(use_apm), bool(promote) and use_apm, theta
+        if not use_apm:
+            promote, theta = False, None
+        self.promote, self.theta = bool(promote), theta
+        self._check_apm_components()
         self.neg_pos_ratio, self.apm_neg_pos_ratio = neg_pos_ratio, apm_neg_pos_ratio
         self.apm_loss_weight = apm_loss_weight
         self.soft_nms = dict(method="linear", iou_threshold=0.3, sigma=0.5, min_score=0.001)
         self.soft_nms.update(soft_nms or {})
+
+    @property
+    def use_apm(self) -> bool:
+        """Whether any APM branch is used (False: Table 2's baseline)."""
+        return self.promote or self.theta is not None
+
+    def _check_apm_components(self) -> None:
+        """The head builds exactly the APM branches in use, and the assigner agrees (class doc)."""
+        from ..assigners import StagedAssigner
+        from ..assigners.padet import PromotedAnchorAssigner
+
+        outputs = self.head_outputs
+        for name, output, used, switch in (
+            ("anchor scoring (APM_C)", "apm_cls", self.theta is not None, "theta"),
+            ("anchor adjustment (APM_R)", "apm_reg", self.promote, "promote"),
+        ):
+            if used and output not in outputs:
+                raise ValueError(
+                    f"{switch}={getattr(self, switch)} needs the APM {name} branch: the head has "
+                    f"no {output!r} output (PADetHead(apm_scoring=..., apm_adjustment=...))"
+                )
+            if not used and output in outputs:
+                raise ValueError(
+                    f"{switch}={getattr(self, switch)} leaves the head's APM {name} branch "
+                    f"({output!r}) untrained: build the head without it"
+                )
+        stages = self.assigner.stages if isinstance(self.assigner, StagedAssigner) else []
+        if self.use_apm and "initial" not in dict(stages):
+            raise ValueError("PADet's APM losses need a StagedAssigner with an 'initial' stage")
+        for name, stage in stages:
+            if not isinstance(stage, PromotedAnchorAssigner):
+                continue
+            if stage.promote != self.promote or (stage.theta is None) != (self.theta is None):
+                raise ValueError(
+                    f"assigner stage {name!r} (promote={stage.promote}, theta={stage.theta}) "
+                    f"disagrees with the model (promote={self.promote}, theta={self.theta}): "
+                    "training and test would use different APM components"
+                )
 
     @classmethod
     def from_config(cls, cfg):
@@ -106,7 +156,8 @@ class PADet(AssignmentDetector):
         from ..assigners.padet import PromotedAnchorAssigner
 
         p = cfg.MODEL.SEMIANCHOR.PADET
-        theta = p.THETA if p.THETA >= 0 else None
+        theta = p.THETA if p.THETA >= 0 and p.USE_APM else None
+        promote = p.PROMOTE and p.USE_APM
         ret = super().from_config(cfg)
         mins, maxs = ssd_sizes(p.INPUT_SIZE, p.SIZE_FRACTIONS)
         ret["anchor_generator"] = SSDAnchorGenerator(
@@ -116,10 +167,10 @@ class PADet(AssignmentDetector):
         ret["assigner"] = StagedAssigner(
             stages=[
                 ("initial", MaxIoUAssigner(**band)),
-                ("promoted", PromotedAnchorAssigner(**band, promote=p.PROMOTE, theta=theta)),
+                ("promoted", PromotedAnchorAssigner(**band, promote=promote, theta=theta)),
             ]
         )
-        ret.update(use_apm=p.USE_APM, promote=p.PROMOTE, theta=theta, neg_pos_ratio=p.NEG_POS_RATIO)
+        ret.update(use_apm=p.USE_APM, promote=promote, theta=theta, neg_pos_ratio=p.NEG_POS_RATIO)
         ret.update(apm_neg_pos_ratio=p.APM_NEG_POS_RATIO)
         ret["soft_nms"] = dict(
             method=p.SOFT_NMS_METHOD,
@@ -142,14 +193,18 @@ class PADet(AssignmentDetector):
             fam_levels=p.FAM_LEVELS,
             fam_grad_mul=p.FAM_GRAD_MUL,
             prior_prob=cfg.MODEL.SEMIANCHOR.HEAD.PRIOR_PROB,
+            apm_scoring=p.USE_APM and p.THETA >= 0,
+            apm_adjustment=p.USE_APM and p.PROMOTE,
         )
 
     # ------------------------------------------------------------------ assignment
     def assign_inputs_extras(self, preds: Dict[str, Tensor]) -> Dict[str, object]:
-        return {
-            "apm_regression": preds["apm_reg"].detach().float(),
-            "apm_scores": torch.sigmoid(preds["apm_cls"][..., 0].detach().float()),
-        }
+        extras = {}
+        if "apm_reg" in preds:
+            extras["apm_regression"] = preds["apm_reg"].detach().float()
+        if "apm_cls" in preds:
+            extras["apm_scores"] = torch.sigmoid(preds["apm_cls"][..., 0].detach().float())
+        return extras
 
     def log_assignment(self, inputs, result) -> None:
         """Positives before/after promotion, pos:neg before/after the theta rule (Figs. 1-2)."""
@@ -186,7 +241,8 @@ class PADet(AssignmentDetector):
         return {"loss_padet_cls": ce[used].sum() / self.positives_normalizer(result)}
 
     def auxiliary_losses(self, inputs, preds, result) -> Dict[str, Tensor]:
-        """APM: BCE (positives + mined negatives) and smooth-L1 on the initial anchors, / EMA(N_apm)."""
+        """APM: BCE (positives + mined negatives; APM_C) and smooth-L1 (APM_R) on the initial
+        anchors, / EMA(N_apm); only the branches in use."""
         if not self.use_apm:
             return {}
         first = result.stages.get("initial")
@@ -195,20 +251,22 @@ class PADet(AssignmentDetector):
         first_inputs = first.inputs if first.inputs is not None else inputs
         K = self.num_classes
         pos, neg = first.positive_mask(K), first.labels == K
-        logits = preds["apm_cls"][..., 0].float()
-        bce = F.binary_cross_entropy_with_logits(logits, pos.float(), reduction="none")
-        used = hard_negative_mask(bce, pos, neg, self.apm_neg_pos_ratio)
         normalizer = self.positives_normalizer(first, name="loss_normalizer_apm")
-        n_idx, r_idx = pos.nonzero(as_tuple=True)
-        anchors = first_inputs.anchors_at(n_idx, r_idx)
-        gt = first_inputs.gt_boxes[n_idx, first.matched_gt[n_idx, r_idx]]
-        target = self.box_coder.encode(anchors, gt, first_inputs.anchor_strides[r_idx])
-        box = smooth_l1_loss(preds["apm_reg"][n_idx, r_idx].float(), target, self.smooth_l1_beta)
-        w = self.apm_loss_weight
-        return {
-            "loss_padet_apm_cls": w * bce[used].sum() / normalizer,
-            "loss_padet_apm_box": w * box.sum() / normalizer,
-        }
+        w, losses = self.apm_loss_weight, {}
+        if "apm_cls" in preds:
+            logits = preds["apm_cls"][..., 0].float()
+            bce = F.binary_cross_entropy_with_logits(logits, pos.float(), reduction="none")
+            used = hard_negative_mask(bce, pos, neg, self.apm_neg_pos_ratio)
+            losses["loss_padet_apm_cls"] = w * bce[used].sum() / normalizer
+        if "apm_reg" in preds:
+            n_idx, r_idx = pos.nonzero(as_tuple=True)
+            anchors = first_inputs.anchors_at(n_idx, r_idx)
+            gt = first_inputs.gt_boxes[n_idx, first.matched_gt[n_idx, r_idx]]
+            target = self.box_coder.encode(anchors, gt, first_inputs.anchor_strides[r_idx])
+            deltas = preds["apm_reg"][n_idx, r_idx].float()
+            box = smooth_l1_loss(deltas, target, self.smooth_l1_beta)
+            losses["loss_padet_apm_box"] = w * box.sum() / normalizer
+        return losses
 
     # ------------------------------------------------------------------ inference
     def inference_single_image(self, anchors, strides, preds, image_size):
@@ -226,7 +284,7 @@ class PADet(AssignmentDetector):
     def level_scores(self, preds_level: Dict[str, Tensor]) -> Tuple[Tensor, Tensor]:
         """Detection softmax probabilities (P8); anchors the APM scores below theta are dropped."""
         prob = torch.softmax(preds_level["cls"].float(), dim=-1)[:, : self.num_classes]
-        if self.use_apm and self.theta is not None:
+        if self.theta is not None:
             keep = torch.sigmoid(preds_level["apm_cls"].float()) >= self.theta  # (R_l, 1)
             prob = prob * keep
         return prob, prob

@@ -1,0 +1,16 @@
+"""Table 2's baseline row at the quickstart budget: padet_apm_fam_R18_coco_json.py with no APM
+(no anchor scoring or adjustment branch: initial anchors, no theta rule or gate) and no FAM."""
+
+from detectron2.config import LazyConfig
+
+model, dataloader, optimizer, lr_multiplier, train = LazyConfig.load_rel(
+    "../../../configs/quickstart/padet_R18_coco_json.py",
+    ("model", "dataloader", "optimizer", "lr_multiplier", "train"),
+)
+
+model.promote = False
+model.theta = None
+model.head.apm_scoring = False
+model.head.apm_adjustment = False
+model.head.fam_mode = "none"
+train.output_dir = "./output/padet_baseline_coco_json"

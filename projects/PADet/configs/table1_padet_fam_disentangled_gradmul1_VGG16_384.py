@@ -1,0 +1,13 @@
+"""PADet FAM gradient into the APM (spec P5, not a paper row): the disentangled FAM with the APM
+deltas' gradient scaled by 1 (TDRN: not detached) instead of detached (0, Guided Anchoring's
+choice and the default)."""
+
+from detectron2.config import LazyConfig
+
+model, dataloader, optimizer, lr_multiplier, train = LazyConfig.load_rel(
+    "../../../configs/COCO-Detection/padet_VGG16_384.py",
+    ("model", "dataloader", "optimizer", "lr_multiplier", "train"),
+)
+
+model.head.fam_grad_mul = 1
+train.output_dir = "./output/padet_table1_fam_disentangled_gradmul1"

@@ -1,0 +1,13 @@
+"""PADet Table 2 row APM (31.7 AP): the full APM (anchor scoring with the theta rule + anchor
+adjustment), no feature alignment (a plain 3x3 conv where the FAM would be). Also Table 1's
+"w/o alignment" row."""
+
+from detectron2.config import LazyConfig
+
+model, dataloader, optimizer, lr_multiplier, train = LazyConfig.load_rel(
+    "../../../configs/COCO-Detection/padet_VGG16_384.py",
+    ("model", "dataloader", "optimizer", "lr_multiplier", "train"),
+)
+
+model.head.fam_mode = "none"
+train.output_dir = "./output/padet_table2_apm"

@@ -1,0 +1,15 @@
+"""PADet Table 2 row APM_R (30.6 AP): the APM's anchor adjustment branch only. The detection
+module matches and decodes the promoted anchors; no anchor scoring branch (no theta rule, no
+test-time gate), no FAM."""
+
+from detectron2.config import LazyConfig
+
+model, dataloader, optimizer, lr_multiplier, train = LazyConfig.load_rel(
+    "../../../configs/COCO-Detection/padet_VGG16_384.py",
+    ("model", "dataloader", "optimizer", "lr_multiplier", "train"),
+)
+
+model.theta = None  # no APM_C
+model.head.apm_scoring = False
+model.head.fam_mode = "none"
+train.output_dir = "./output/padet_table2_apm_r"
