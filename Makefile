@@ -5,8 +5,11 @@
 #   make quickstart  the main job: train + evaluate ATSS on the shipped BCCD blood-cell dataset
 #                  (CPU, ~7 minutes), then draw predictions, the label assignment and the loss curve
 #                  under output/quickstart_atss_bccd/report/ and print where everything is.
-#   make test      the test suite, with SEMIANCHOR_REQUIRE_EXT=1: a missing or unloadable compiled
-#                  extension (semianchor._C) fails the kernel tests instead of skipping them.
+#   make test      the style check (make lint), then the test suite, with SEMIANCHOR_REQUIRE_EXT=1:
+#                  a missing or unloadable compiled extension (semianchor._C) fails the kernel
+#                  tests instead of skipping them.
+#   make lint      black -l 100, isort, flake8 (pyproject.toml, .flake8) and clang-format (csrc,
+#                  .clang-format) in check mode; `make format` applies black, isort, clang-format.
 #
 # DETECTRON2_SPEC=sal (default) installs upstream detectron2 (commit a59f056) from the PyPI wheel
 # `sal-detectron2==0.7.2`; DETECTRON2_SPEC=git installs it from
@@ -24,12 +27,15 @@ TORCH_CUDA_ARCH_LIST ?= 8.0;9.0
 export CUDA_HOME TORCH_CUDA_ARCH_LIST
 
 DEPS := fvcore iopath pycocotools "omegaconf>=2.1,<2.4" "hydra-core>=1.1" termcolor yacs tabulate \
-	cloudpickle tqdm tensorboard matplotlib black packaging "setuptools<81" wheel \
-	"numpy<2" "opencv-python-headless<4.12" "Pillow>=7.1" ninja pytest pytest-timeout
+	cloudpickle tqdm tensorboard matplotlib "black>=26,<27" packaging "setuptools<81" wheel \
+	"numpy<2" "opencv-python-headless<4.12" "Pillow>=7.1" ninja pytest pytest-timeout \
+	"flake8>=7,<8" "isort>=5.12,<7" "clang-format>=18,<24"
 
 EXT_SOURCES := $(shell find semianchor/layers/csrc -type f 2>/dev/null) setup.py
 
-.PHONY: install quickstart test clean-ext
+CSRC := $(shell find semianchor/layers/csrc -type f \( -name '*.cpp' -o -name '*.cu' -o -name '*.h' -o -name '*.cuh' \) 2>/dev/null)
+
+.PHONY: install quickstart test lint format clean-ext
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -65,7 +71,18 @@ quickstart: install
 	$(PY) tools/lazyconfig_train_net.py --config-file configs/quickstart/atss_R18_bccd.py \
 	  --num-gpus 1 train.output_dir=output/quickstart_atss_bccd
 
-test: install
+lint: install
+	$(PY) -m black --check -q .
+	$(PY) -m isort --check-only -q .
+	$(PY) -m flake8
+	$(VENV)/bin/clang-format --dry-run --Werror $(CSRC)
+
+format: install
+	$(PY) -m black -q .
+	$(PY) -m isort -q .
+	$(VENV)/bin/clang-format -i $(CSRC)
+
+test: install lint
 	SEMIANCHOR_REQUIRE_EXT=1 $(PY) -m pytest -q tests
 
 clean-ext:
