@@ -6,6 +6,7 @@ The extension always contains the C++ (CPU) kernels. CUDA sources are added when
 ``TORCH_CUDA_ARCH_LIST`` defaults to "7.0;8.0;9.0" so the build does not depend on the build host.
 Build in the environment that already holds torch: ``pip install --no-build-isolation -e .``.
 """
+
 import glob
 import os
 import shutil

@@ -38,6 +38,7 @@ IMAGE = (800, 1333)
 # inputs
 def make_anchors(A):
     import torch
+
     from detectron2.modeling.anchor_generator import DefaultAnchorGenerator
 
     if A == 1:  # ATSS: one square anchor of size 8 * stride per location
@@ -116,6 +117,7 @@ def max_iou_dense(anchors, gt_boxes, gt_counts):
     """Today's MaxIoUAssigner body: per image detectron2's dense (M, R) pairwise_iou + Matcher
     (RetinaNet's thresholds, low-quality matches on) and the per-anchor max IoU."""
     import torch
+
     from detectron2.modeling.matcher import Matcher
     from detectron2.structures import Boxes, pairwise_iou
 

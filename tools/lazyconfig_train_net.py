@@ -24,6 +24,7 @@ Detectron2's command line::
 Importing ``semianchor`` registers its META_ARCHs and the embedded ``semianchor_shapes_*``
 datasets; COCO-format json datasets are named in the config (``configs/common/data/coco_json.py``).
 """
+
 import logging
 import os
 import sys

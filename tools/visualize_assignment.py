@@ -27,10 +27,13 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import semianchor  # noqa: E402,F401  (registers META_ARCHs and datasets)
+# semianchor first: it installs its narrow filters for the dependencies' start-up warnings
+# before Detectron2's modules emit them, and registers its META_ARCHs and datasets
+import semianchor  # noqa: E402,F401  # isort: skip
 from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
 from detectron2.config import LazyConfig, instantiate  # noqa: E402
 from detectron2.data import DatasetMapper, MetadataCatalog  # noqa: E402
+
 from semianchor.engine.report import compute_assignment, draw_assignment  # noqa: E402
 
 

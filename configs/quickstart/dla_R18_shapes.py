@@ -9,6 +9,7 @@ non-empty ones of the 512 at batch 8: 58.75 iterations per epoch, T = 300 / 58.7
 tool re-derives it from the loaded dataset, any other trainer reads the config's values.
 """
 
+# isort: skip_file  (import order = the loaded config's top-level key order: keep it as written)
 from detectron2.config import LazyConfig
 
 from ..common.data.constants import dataset_sizes
