@@ -50,8 +50,9 @@ def _use_cuda():
 def get_extensions():
     sources = sorted(glob.glob(os.path.join(CSRC, "**", "*.cpp"), recursive=True))
     cuda_sources = sorted(glob.glob(os.path.join(CSRC, "**", "*.cu"), recursive=True))
-    # -ffp-contract=off: no FMA contraction, so the CPU kernels match the PyTorch references bit-for-bit;
-    # -fno-trapping-math lets GCC vectorise branch-free float selects (values are unchanged).
+    # -ffp-contract=off: no FMA contraction, so the CPU kernels match the PyTorch references
+    # bit-for-bit; -fno-trapping-math lets GCC vectorise branch-free float selects (values are
+    # unchanged).
     extra_compile_args = {"cxx": ["-O3", "-std=c++20", "-ffp-contract=off", "-fno-trapping-math"]}
     define_macros = []
     extension = CppExtension

@@ -4,8 +4,8 @@
     python tools/demo.py --config-file configs/yacs/ATSS_R18_shapes.yaml \
         --input path/to/image_or_folder --output demo_out --weights model_final.pth
 
-A yacs ``.yaml`` config is served with Detectron2's ``DefaultPredictor``; a LazyConfig (``.py``, or the
-``config.yaml`` a ``tools/lazyconfig_train_net.py`` run saved) with
+A yacs ``.yaml`` config is served with Detectron2's ``DefaultPredictor``; a LazyConfig (``.py``,
+or the ``config.yaml`` a ``tools/lazyconfig_train_net.py`` run saved) with
 ``semianchor.engine.LazyPredictor`` (same behaviour). Trailing ``KEY VALUE`` (yacs) or
 ``key=value`` (LazyConfig) arguments override the config.
 """

@@ -2,7 +2,8 @@
 """Draw which anchors a detector's label assigner makes positive, image by image.
 
     python tools/visualize_assignment.py --config-file configs/quickstart/atss_R18_bccd.py \
-        --output vis_assign --num-images 4 [--weights model.pth] [--show-anchor-boxes] [key=value ...]
+        --output vis_assign --num-images 4 [--weights model.pth] [--show-anchor-boxes] \
+        [key=value ...]
 
 For each training image (test-time resize, no flip) it runs the model's backbone and head (so
 prediction-aware assigners such as DLA or cleanliness see real predictions; random ones without
@@ -82,8 +83,11 @@ def main(argv=None):
             assignment,
             class_names,
             os.path.join(args.output, f"{stem}.png"),
-            title=f"{assignment.method}\npositive anchors of {name}: {os.path.basename(d['file_name'])}"
-            + ("" if args.weights else " (untrained model)"),
+            title=(
+                f"{assignment.method}\npositive anchors of {name}: "
+                f"{os.path.basename(d['file_name'])}"
+                + ("" if args.weights else " (untrained model)")
+            ),
             show_anchor_boxes=args.show_anchor_boxes,
         )
         written.append(out)
