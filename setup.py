@@ -6,6 +6,7 @@ The extension always contains the C++ (CPU) kernels. CUDA sources are added when
 ``TORCH_CUDA_ARCH_LIST`` defaults to "7.0;8.0;9.0" so the build does not depend on the build host.
 Build in the environment that already holds torch: ``pip install --no-build-isolation -e .``.
 """
+
 import glob
 import os
 import shutil
@@ -49,8 +50,9 @@ def _use_cuda():
 def get_extensions():
     sources = sorted(glob.glob(os.path.join(CSRC, "**", "*.cpp"), recursive=True))
     cuda_sources = sorted(glob.glob(os.path.join(CSRC, "**", "*.cu"), recursive=True))
-    # -ffp-contract=off: no FMA contraction, so the CPU kernels match the PyTorch references bit-for-bit;
-    # -fno-trapping-math lets GCC vectorise branch-free float selects (values are unchanged).
+    # -ffp-contract=off: no FMA contraction, so the CPU kernels match the PyTorch references
+    # bit-for-bit; -fno-trapping-math lets GCC vectorise branch-free float selects (values are
+    # unchanged).
     extra_compile_args = {"cxx": ["-O3", "-std=c++20", "-ffp-contract=off", "-fno-trapping-math"]}
     define_macros = []
     extension = CppExtension

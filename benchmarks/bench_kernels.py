@@ -38,6 +38,7 @@ IMAGE = (800, 1333)
 # inputs
 def make_anchors(A):
     import torch
+
     from detectron2.modeling.anchor_generator import DefaultAnchorGenerator
 
     if A == 1:  # ATSS: one square anchor of size 8 * stride per location
@@ -115,7 +116,6 @@ def atss_dense(anchors, num_anchors_per_level, gt_boxes, gt_counts, topk=9, A=1)
 def max_iou_dense(anchors, gt_boxes, gt_counts):
     """Today's MaxIoUAssigner body: per image detectron2's dense (M, R) pairwise_iou + Matcher
     (RetinaNet's thresholds, low-quality matches on) and the per-anchor max IoU."""
-    import torch
     from detectron2.modeling.matcher import Matcher
     from detectron2.structures import Boxes, pairwise_iou
 
@@ -279,7 +279,8 @@ def main():
 
     print(f"# torch {torch.__version__}, {args.threads} threads, {os.cpu_count()} CPUs\n")
     print(
-        "| op | A | R | M | N | kernel ms | reference ms | dense ms | kernel MiB | reference MiB | dense MiB | speed-up vs ref | vs dense |"
+        "| op | A | R | M | N | kernel ms | reference ms | dense ms "
+        "| kernel MiB | reference MiB | dense MiB | speed-up vs ref | vs dense |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for op, impls, A, M, N in plan:
@@ -332,8 +333,10 @@ def main():
 
         R = NUM_ANCHORS[A]
         print(
-            f"| {op} | {A} | {R} | {M} | {N} | {ms('kernel')} | {ms('reference')} | {ms('dense')} | "
-            f"{mib('kernel')} | {mib('reference')} | {mib('dense')} | {ratio('reference')} | {ratio('dense')} |",
+            f"| {op} | {A} | {R} | {M} | {N} | "
+            f"{ms('kernel')} | {ms('reference')} | {ms('dense')} | "
+            f"{mib('kernel')} | {mib('reference')} | {mib('dense')} | "
+            f"{ratio('reference')} | {ratio('dense')} |",
             flush=True,
         )
     if "soft_nms" in args.ops.split(","):
@@ -371,8 +374,6 @@ def make_detections(R, num_classes, seed=0):
 
 
 def run_soft_nms_case(impl, num_classes, R, repeats, max_kept=-1, method="linear"):
-    import torch
-
     from semianchor import layers
 
     boxes, scores, classes = make_detections(R, num_classes)
@@ -412,7 +413,8 @@ def soft_nms_table(args):
                 res = {}
                 for impl in ("kernel", "reference"):
                     code = (
-                        "import json, sys, torch; sys.path.insert(0, %r); import bench_kernels as b; "
+                        "import json, sys, torch; sys.path.insert(0, %r); "
+                        "import bench_kernels as b; "
                         "torch.set_num_threads(%d); "
                         "print(json.dumps(b.run_soft_nms_case(%r, %d, %d, %d, %d)))"
                         % (

@@ -7,9 +7,9 @@ the score gate, so the post-processing is timed at the configs' own gate): VGG-1
 and 512 (``configs/COCO-Detection/padet_VGG16_{384,512}.py``) with its feature alignment module
 (FAM, "disentangled" deformable 3x3 on D1-D4) and the same model with ``fam_mode="none"`` (plain
 3x3 convolutions, the Table 1 "no alignment" row). Time = ``model([image])`` in eval mode
-of an image the test mapper resized to the square input (preprocessing, backbone, APM + detection head, decoding, the APM gate, soft-NMS), median of
-``--repeats`` after ``--warmup`` runs, batch 1, ``--threads`` intra-op threads; images/s =
-1000 / median ms.
+of an image the test mapper resized to the square input (preprocessing, backbone, APM +
+detection head, decoding, the APM gate, soft-NMS), median of ``--repeats`` after ``--warmup``
+runs, batch 1, ``--threads`` intra-op threads; images/s = 1000 / median ms.
 
     python benchmarks/bench_padet_speed.py --repeats 7 --out benchmarks/results/padet_speed.json
 """

@@ -13,7 +13,8 @@ RetinaNet #A=9 (``configs/COCO-Detection/retinanet_R_50_FPN_1x.py``, Detectron2'
 Time = ``model([image])`` in eval mode (preprocessing, backbone, head, decoding, NMS), median
 of ``--repeats`` after ``--warmup`` runs, one image, ``--threads`` intra-op threads.
 
-    python benchmarks/bench_sad_inference.py --repeats 11 --out benchmarks/results/sad_inference.json
+    python benchmarks/bench_sad_inference.py --repeats 11 \
+        --out benchmarks/results/sad_inference.json
 """
 
 import argparse
@@ -91,7 +92,8 @@ def main():
             print(f"{name:14s} {mode:5s} median {median:8.1f} ms  ({dets} detections)", flush=True)
     result = {
         "command": "python " + " ".join(sys.argv),
-        "machine": f"{platform.machine()} {os.cpu_count()} cpus, {args.threads} threads, torch {torch.__version__}",
+        "machine": f"{platform.machine()} {os.cpu_count()} cpus, {args.threads} threads, "
+        f"torch {torch.__version__}",
         "image": list(args.size),
         "rows": rows,
     }

@@ -27,12 +27,16 @@ import torch
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-import semianchor  # noqa: E402,F401
+# semianchor first: it installs its narrow filters for the dependencies' start-up warnings
+# before Detectron2's modules emit them, and registers its META_ARCHs and datasets
+import semianchor  # noqa: E402,F401  # isort: skip
 from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
 from detectron2.config import LazyConfig, instantiate  # noqa: E402
 from detectron2.data import DatasetMapper  # noqa: E402
 from detectron2.utils.events import EventStorage  # noqa: E402
-from train_assigners import portable_command  # noqa: E402  (benchmarks/ is sys.path[0])
+
+# a sibling script (benchmarks/ is sys.path[0]), not a third-party package: keep it last
+from train_assigners import portable_command  # noqa: E402  # isort: skip
 
 KEYS = (
     "padet/num_pos_initial",

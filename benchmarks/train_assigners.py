@@ -55,11 +55,13 @@ METHODS = {
     # Noisy Anchors' loss normaliser ablation (issue 15; the paper does not state it)
     "noisy_norm_positives": (
         None,
-        "../../projects/NoisyAnchors/configs/noisy_anchor_retinanet_R18_coco_json_norm_positives.py",
+        "../../projects/NoisyAnchors/configs/"
+        "noisy_anchor_retinanet_R18_coco_json_norm_positives.py",
     ),
     "noisy_norm_soft_targets": (
         None,
-        "../../projects/NoisyAnchors/configs/noisy_anchor_retinanet_R18_coco_json_norm_soft_targets.py",
+        "../../projects/NoisyAnchors/configs/"
+        "noisy_anchor_retinanet_R18_coco_json_norm_soft_targets.py",
     ),
     "noisy_norm_retinanet_matched": (
         None,
@@ -208,15 +210,19 @@ def write_table(results_dir=RESULTS, output_dir=os.path.join("output", "bench"),
     lines = [
         "# Label-assignment methods under one schedule (measured)",
         "",
-        "Written by `benchmarks/train_assigners.py` from `benchmarks/results/*/*.json`; every row is",
-        "one real training + COCO evaluation run on the CPU (2 cores), R-18-FPN (64 channels) trained",
+        "Written by `benchmarks/train_assigners.py` from `benchmarks/results/*/*.json`; "
+        "every row is",
+        "one real training + COCO evaluation run on the CPU (2 cores), R-18-FPN (64 channels) "
+        "trained",
         "from scratch with the quickstart recipe (batch 8). Commands are in the json files;",
         "`$BCCD` stands for the BCCD folder (annotations/{train,val}.json, images/).",
         "AP 0.00 = the model made no detection above its test score threshold (0.05).",
         "Wall times include waiting for other jobs on the shared 2-core machine (and, for",
         "shapes/dla_anchor_based, a pause while the main job was timed alone): not speeds.",
-        "RetinaNet-head rows (`retinanet`, `noisy_anchor_retinanet`) use GroupNorm in the head towers",
-        "(`retinanet_head_norm` in `configs/common/quickstart.py`); the `*_normfree_head` rows are the",
+        "RetinaNet-head rows (`retinanet`, `noisy_anchor_retinanet`) use GroupNorm in the head "
+        "towers",
+        "(`retinanet_head_norm` in `configs/common/quickstart.py`); the `*_normfree_head` rows "
+        "are the",
         "same configs before that change (commit 7905583, the COCO configs' norm-free head).",
         "",
         "| dataset | method | iters | AP | AP50 | AP75 | APs | APm | APl | wall (s) |",
@@ -226,7 +232,8 @@ def write_table(results_dir=RESULTS, output_dir=os.path.join("output", "bench"),
         m = r["metrics"]
         vals = " | ".join(f"{m[k]:.2f}" if k in m and m[k] == m[k] else "-" for k in METRICS)
         lines.append(
-            f"| {r['dataset']} | {r['method']} | {r['iterations']} | {vals} | {r['wall_seconds']:.0f} |"
+            f"| {r['dataset']} | {r['method']} | {r['iterations']} | {vals} "
+            f"| {r['wall_seconds']:.0f} |"
         )
     lines += ["", "Commands:", ""] + [
         f"- {r['dataset']}/{r['method']}: `{r['command']}`" for r in rows

@@ -41,7 +41,8 @@ def install_dependency_noise_filters() -> None:
     )
     warnings.filterwarnings(
         "ignore",
-        message=r"torch\.meshgrid: in an upcoming release, it will be required to pass the indexing",
+        message=r"torch\.meshgrid: in an upcoming release, "
+        r"it will be required to pass the indexing",
         category=UserWarning,
         module=r"torch\.functional",
     )

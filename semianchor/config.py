@@ -4,7 +4,9 @@ Usage::
 
     from detectron2.config import get_cfg
     from semianchor.config import add_semianchor_config
-    cfg = get_cfg(); add_semianchor_config(cfg); cfg.merge_from_file("configs/yacs/ATSS_R_50_FPN_1x.yaml")
+    cfg = get_cfg()
+    add_semianchor_config(cfg)
+    cfg.merge_from_file("configs/yacs/ATSS_R_50_FPN_1x.yaml")
 
 Every key mirrors a constructor argument of the LazyConfig path (``configs/common/models``), so a
 model built either way has the same modules and state-dict keys.

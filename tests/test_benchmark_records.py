@@ -23,7 +23,8 @@ def _train_assigners():
 def test_portable_command_uses_a_placeholder_and_relative_paths():
     ta = _train_assigners()
     command = (
-        f"tools/lazyconfig_train_net.py --config-file {REPO}/configs/quickstart/atss_R18_coco_json.py "
+        "tools/lazyconfig_train_net.py "
+        f"--config-file {REPO}/configs/quickstart/atss_R18_coco_json.py "
         "dataloader.train.dataset.json_file=/srv/x/bccd/annotations/train.json "
         "dataloader.train.dataset.image_root=/srv/x/bccd/images "
         "dataloader.test.dataset.json_file=/srv/x/bccd/annotations/val.json "

@@ -10,10 +10,10 @@ import pytest
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from semianchor.data import get_coco_json_dicts, load_shapes, register_coco_json
-
-from .conftest import REPO
 from semianchor.data import shapes as shapes_module
 from semianchor.data.shapes import CLASS_NAMES, SPLITS, _render_image
+
+from .conftest import REPO
 
 
 @pytest.fixture

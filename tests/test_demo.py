@@ -1,5 +1,6 @@
 """tools/demo.py: a checkpoint of the quickstart LazyConfig model is served by DefaultPredictor
 through the yacs twin config, and the drawn detections are written as PNGs."""
+
 import os
 import sys
 
@@ -34,12 +35,18 @@ def test_demo_writes_pngs_with_boxes(tmp_path):
     for config in ("configs/yacs/ATSS_R18_shapes.yaml", "configs/quickstart/atss_R18_shapes.py"):
         written = demo.main(
             [
-                "--config-file", os.path.join(REPO, config),
-                "--input", str(images),
-                "--output", str(out_dir),
-                "--weights", weights,
-                "--confidence-threshold", "0.0",
-                "--device", "cpu",
+                "--config-file",
+                os.path.join(REPO, config),
+                "--input",
+                str(images),
+                "--output",
+                str(out_dir),
+                "--weights",
+                weights,
+                "--confidence-threshold",
+                "0.0",
+                "--device",
+                "cpu",
             ]
         )
         assert len(written) == 2
@@ -57,11 +64,16 @@ def test_demo_missing_input_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="input not found"):
         demo.main(
             [
-                "--config-file", os.path.join(REPO, "configs/yacs/ATSS_R18_shapes.yaml"),
-                "--input", str(tmp_path / "nope.png"),
-                "--output", str(tmp_path),
-                "--device", "cpu",
-                "MODEL.WEIGHTS", "",
+                "--config-file",
+                os.path.join(REPO, "configs/yacs/ATSS_R18_shapes.yaml"),
+                "--input",
+                str(tmp_path / "nope.png"),
+                "--output",
+                str(tmp_path),
+                "--device",
+                "cpu",
+                "MODEL.WEIGHTS",
+                "",
             ]
         )
 

@@ -150,6 +150,7 @@ def test_registered_datasets_give_their_class_names(config, num_classes):
 def test_training_takes_the_class_count_from_the_json(trained_on_json):
     """No model.num_classes given: the run's model and saved config have the json's 4 classes."""
     import torch
+
     from detectron2.config import LazyConfig
 
     out = trained_on_json[0]

@@ -4,11 +4,12 @@
     python tools/demo.py --config-file configs/yacs/ATSS_R18_shapes.yaml \
         --input path/to/image_or_folder --output demo_out --weights model_final.pth
 
-A yacs ``.yaml`` config is served with Detectron2's ``DefaultPredictor``; a LazyConfig (``.py``, or the
-``config.yaml`` a ``tools/lazyconfig_train_net.py`` run saved) with
+A yacs ``.yaml`` config is served with Detectron2's ``DefaultPredictor``; a LazyConfig (``.py``,
+or the ``config.yaml`` a ``tools/lazyconfig_train_net.py`` run saved) with
 ``semianchor.engine.LazyPredictor`` (same behaviour). Trailing ``KEY VALUE`` (yacs) or
 ``key=value`` (LazyConfig) arguments override the config.
 """
+
 import argparse
 import glob
 import json
@@ -22,9 +23,12 @@ from PIL.PngImagePlugin import PngInfo
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import semianchor  # noqa: E402,F401  (registers META_ARCHs and datasets)
+# semianchor first: it installs its narrow filters for the dependencies' start-up warnings
+# before Detectron2's modules emit them, and registers its META_ARCHs and datasets
+import semianchor  # noqa: E402,F401  # isort: skip
 from detectron2.utils.logger import setup_logger  # noqa: E402
 from detectron2.utils.visualizer import ColorMode, Visualizer  # noqa: E402
+
 from semianchor.engine import build_predictor  # noqa: E402
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
@@ -32,7 +36,9 @@ IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 
 def list_images(path):
     if os.path.isdir(path):
-        files = sorted(f for f in glob.glob(os.path.join(path, "*")) if f.lower().endswith(IMAGE_EXTS))
+        files = sorted(
+            f for f in glob.glob(os.path.join(path, "*")) if f.lower().endswith(IMAGE_EXTS)
+        )
         if not files:
             raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTS)}) in folder {path}")
         return files
@@ -57,7 +63,9 @@ def detection_records(instances, metadata):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--config-file", required=True)
     parser.add_argument("--input", required=True, help="an image or a folder of images")
     parser.add_argument("--output", required=True, help="folder for the drawn PNGs")
@@ -72,7 +80,11 @@ def main(argv=None):
 
     inputs = list_images(args.input)  # a wrong path fails before the model is built
     predictor, metadata = build_predictor(
-        args.config_file, args.weights, args.opts, args.device, score_thresh=args.confidence_threshold
+        args.config_file,
+        args.weights,
+        args.opts,
+        args.device,
+        score_thresh=args.confidence_threshold,
     )
     os.makedirs(args.output, exist_ok=True)
     written = []

@@ -24,6 +24,7 @@ Detectron2's command line::
 Importing ``semianchor`` registers its META_ARCHs and the embedded ``semianchor_shapes_*``
 datasets; COCO-format json datasets are named in the config (``configs/common/data/coco_json.py``).
 """
+
 import logging
 import os
 import sys
@@ -63,7 +64,8 @@ logger = logging.getLogger("detectron2.lazyconfig_train_net")
 
 
 def resolve_device(device: str) -> str:
-    """``auto`` -> cuda when available, else cpu; an explicit cuda device without CUDA is an error."""
+    """``auto`` -> cuda when available, else cpu; an explicit cuda device without CUDA is an
+    error."""
     if device in (None, "", "auto"):
         return "cuda" if torch.cuda.is_available() else "cpu"
     if str(device).startswith("cuda") and not torch.cuda.is_available():
@@ -132,8 +134,10 @@ def set_training_schedule(cfg, model) -> None:
     iters_per_epoch = len(dataset) / cfg.dataloader.train.total_batch_size
     model.set_training_schedule(iters_per_epoch=iters_per_epoch, max_iter=cfg.train.max_iter)
     logger.info(
-        f"Training schedule: {len(dataset)} images / batch {cfg.dataloader.train.total_batch_size} = "
-        f"{iters_per_epoch:.2f} iterations per epoch, {cfg.train.max_iter / iters_per_epoch:.2f} epochs"
+        f"Training schedule: {len(dataset)} images / "
+        f"batch {cfg.dataloader.train.total_batch_size} = "
+        f"{iters_per_epoch:.2f} iterations per epoch, "
+        f"{cfg.train.max_iter / iters_per_epoch:.2f} epochs"
     )
 
 

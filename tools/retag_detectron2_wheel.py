@@ -5,6 +5,7 @@ back to its pure-Python/torchvision ops, e.g. `torchvision.ops.nms`). We delete 
 the install as the pure-Python distribution it now is (Tag: py3-none-any) so `pip check` is clean.
 Idempotent; a no-op for a detectron2 built from source.
 """
+
 import glob
 import os
 import sys
@@ -23,7 +24,9 @@ def main() -> None:
     with open(wheel) as f:
         lines = f.read().splitlines()
     lines = ["Tag: py3-none-any" if line.startswith("Tag:") else line for line in lines]
-    lines = ["Root-Is-Purelib: true" if line.startswith("Root-Is-Purelib:") else line for line in lines]
+    lines = [
+        "Root-Is-Purelib: true" if line.startswith("Root-Is-Purelib:") else line for line in lines
+    ]
     with open(wheel, "w") as f:
         f.write("\n".join(lines) + "\n")
 

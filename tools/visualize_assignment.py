@@ -2,7 +2,8 @@
 """Draw which anchors a detector's label assigner makes positive, image by image.
 
     python tools/visualize_assignment.py --config-file configs/quickstart/atss_R18_bccd.py \
-        --output vis_assign --num-images 4 [--weights model.pth] [--show-anchor-boxes] [key=value ...]
+        --output vis_assign --num-images 4 [--weights model.pth] [--show-anchor-boxes] \
+        [key=value ...]
 
 For each training image (test-time resize, no flip) it runs the model's backbone and head (so
 prediction-aware assigners such as DLA or cleanliness see real predictions; random ones without
@@ -27,10 +28,13 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import semianchor  # noqa: E402,F401  (registers META_ARCHs and datasets)
+# semianchor first: it installs its narrow filters for the dependencies' start-up warnings
+# before Detectron2's modules emit them, and registers its META_ARCHs and datasets
+import semianchor  # noqa: E402,F401  # isort: skip
 from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
 from detectron2.config import LazyConfig, instantiate  # noqa: E402
 from detectron2.data import DatasetMapper, MetadataCatalog  # noqa: E402
+
 from semianchor.engine.report import compute_assignment, draw_assignment  # noqa: E402
 
 
@@ -79,8 +83,11 @@ def main(argv=None):
             assignment,
             class_names,
             os.path.join(args.output, f"{stem}.png"),
-            title=f"{assignment.method}\npositive anchors of {name}: {os.path.basename(d['file_name'])}"
-            + ("" if args.weights else " (untrained model)"),
+            title=(
+                f"{assignment.method}\npositive anchors of {name}: "
+                f"{os.path.basename(d['file_name'])}"
+                + ("" if args.weights else " (untrained model)")
+            ),
             show_anchor_boxes=args.show_anchor_boxes,
         )
         written.append(out)

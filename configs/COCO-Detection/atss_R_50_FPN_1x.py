@@ -1,5 +1,7 @@
 """ATSS (anchor-based) R-50-FPN, COCO 1x: 90k iterations, batch 16, lr 0.01, 800px, k = 9.
 Paper (COCO minival): 39.3 AP."""
+
+# isort: skip_file  (import order = the loaded config's top-level key order: keep it as written)
 from ..common.models.atss import model
 from ..common.train import train
 from ..common.optim import SGD as optimizer

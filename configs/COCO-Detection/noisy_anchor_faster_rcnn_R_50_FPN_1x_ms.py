@@ -1,5 +1,5 @@
-"""``noisy_anchor_faster_rcnn_R_50_FPN_1x.py`` with multi-scale training (shorter side 640-800 by 32, max 1333);
-the paper config itself trains at one scale (800)."""
+"""``noisy_anchor_faster_rcnn_R_50_FPN_1x.py`` with multi-scale training (shorter side 640-800 by
+32, max 1333); the paper config itself trains at one scale (800)."""
 
 from detectron2.config import LazyConfig
 

@@ -10,10 +10,10 @@ iterations (two seeds), too close to the 50 a first run should clearly pass; mea
 AP 38.0 / AP50 76.7 (seed 0, the default) and AP 38.6 / AP50 78.3 (seed 1).
 """
 
+from semianchor.data import BCCD_CLASS_NAMES
+
 from ..common.data.bccd import dataloader
 from .atss_R18_shapes import lr_multiplier, model, optimizer, train
-
-from semianchor.data import BCCD_CLASS_NAMES
 
 model.num_classes = len(BCCD_CLASS_NAMES)
 train.max_iter = 180  # the lr_multiplier's milestones are fractions of it (75%, 90%)

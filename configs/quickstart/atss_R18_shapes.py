@@ -6,6 +6,7 @@ quickstart baseline (anchor = 4 x stride instead of 8 x stride: shapes are 5-230
 images), so the two differ only by what the ATSS paper changes.
 """
 
+# isort: skip_file  (import order = the loaded config's top-level key order: keep it as written)
 from detectron2.config import LazyConfig
 
 from ..common.quickstart import (

@@ -1,7 +1,8 @@
 """The quickstart atss anchor free (R-18-FPN, 64 channels, from scratch) on a COCO json named on the
 command line, e.g. BCCD::
 
-    python tools/lazyconfig_train_net.py --config-file configs/quickstart/atss_anchor_free_R18_coco_json.py \
+    python tools/lazyconfig_train_net.py \
+        --config-file configs/quickstart/atss_anchor_free_R18_coco_json.py \
         dataloader.train.dataset.json_file=/data/bccd/annotations/train.json \
         dataloader.train.dataset.image_root=/data/bccd/images \
         dataloader.test.dataset.json_file=/data/bccd/annotations/val.json \

@@ -1,4 +1,5 @@
 """ATSS anchor-free (FCOS + ATSS) R-18-FPN on the embedded shapes dataset."""
+
 from detectron2.config import LazyCall as L
 
 from semianchor.modeling import LTRBBoxCoder

@@ -5,10 +5,12 @@ as ``atss_R18_shapes.py`` shrinks ATSS (256 px, batch 8, 300 iterations, from sc
 4 x stride): compare with ``atss_anchor_free_R18_shapes.py`` (same box coder), or with
 ``atss_R18_shapes.py`` through ``projects/DLA/configs/dla_anchor_based_R18_shapes.py``.
 alpha's schedule (Eq. 2) counts epochs of the images the train loader really uses (the 470
-non-empty ones of the 512 at batch 8: 58.75 iterations per epoch, T = 300 / 58.75 = 5.1 epochs); the training
-tool re-derives it from the loaded dataset, any other trainer reads the config's values.
+non-empty ones of the 512 at batch 8: 58.75 iterations per epoch, T = 300 / 58.75 = 5.1 epochs);
+the training tool re-derives it from the loaded dataset, any other trainer reads the config's
+values.
 """
 
+# isort: skip_file  (import order = the loaded config's top-level key order: keep it as written)
 from detectron2.config import LazyConfig
 
 from ..common.data.constants import dataset_sizes
@@ -42,7 +44,7 @@ optimizer.lr = lr
 lr_multiplier = quickstart_lr_multiplier
 train.update(train_overrides)
 train.output_dir = "./output/quickstart_dla"
-# alpha's schedule (Eq. 2): 470 / 8 = 58.75 iterations per epoch, 300 iterations (the tool re-derives
-# both from the loaded dataset and the final train.max_iter)
+# alpha's schedule (Eq. 2): 470 / 8 = 58.75 iterations per epoch, 300 iterations (the tool
+# re-derives both from the loaded dataset and the final train.max_iter)
 model.iters_per_epoch = dataset_sizes["semianchor_shapes_train"] / dataloader.train.total_batch_size
 model.max_iter = train.max_iter

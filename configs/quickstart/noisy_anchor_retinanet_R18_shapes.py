@@ -6,6 +6,7 @@
 head towers), so the two differ only by the label assignment (and its losses).
 """
 
+# isort: skip_file  (import order = the loaded config's top-level key order: keep it as written)
 from detectron2.config import LazyConfig
 
 from ..common.quickstart import (

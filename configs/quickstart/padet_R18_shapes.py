@@ -3,6 +3,7 @@
 twin of ``configs/COCO-Detection/padet_VGG16_384.py`` (a full VGG-16 at 384 px is ~45 GFLOPs per
 image). Levels at 256 px: 32, 16, 8, 4, 2, 1 (strides 8 ... 256); SSD priors scaled to 256."""
 
+# isort: skip_file  (import order = the loaded config's top-level key order: keep it as written)
 from detectron2.config import LazyCall as L
 from detectron2.config import LazyConfig
 from detectron2.layers import ShapeSpec

@@ -3,7 +3,8 @@
 Small images for CPU: shortest edge 224-288 px for training, 256 px for testing (e.g. BCCD's
 640x480 images become 341x256). Name the files and the class count on the command line::
 
-    python tools/lazyconfig_train_net.py --config-file configs/quickstart/retinanet_R18_coco_json.py \
+    python tools/lazyconfig_train_net.py \
+        --config-file configs/quickstart/retinanet_R18_coco_json.py \
         dataloader.train.dataset.json_file=/data/bccd/annotations/train.json \
         dataloader.train.dataset.image_root=/data/bccd/images \
         dataloader.test.dataset.json_file=/data/bccd/annotations/val.json \

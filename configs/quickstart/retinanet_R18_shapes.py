@@ -7,6 +7,7 @@ The head's towers get GroupNorm (``retinanet_head_norm`` in ``configs/common/qui
 norm-free head of the COCO config does not train from scratch in 300 CPU iterations.
 """
 
+# isort: skip_file  (import order = the loaded config's top-level key order: keep it as written)
 from detectron2.config import LazyConfig
 
 from ..common.quickstart import (

@@ -5,6 +5,7 @@ batch 8, 300 iterations, from scratch), anchors halved as the RetinaNet/ATSS qui
 size 2 x stride: shapes are 5-230 px in 256 px images), still 5 scales x 5 ratios.
 """
 
+# isort: skip_file  (import order = the loaded config's top-level key order: keep it as written)
 from detectron2.config import LazyConfig
 
 from ..common.quickstart import (

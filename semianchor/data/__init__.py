@@ -2,7 +2,8 @@
 files named on the command line.
 
 Importing this package registers the embedded splits (``semianchor_shapes_{train,val,tiny}``) and
-the builtin ones (``bccd_train``, ``bccd_val``) in Detectron2's ``DatasetCatalog``/``MetadataCatalog``.
+the builtin ones (``bccd_train``, ``bccd_val``) in Detectron2's
+``DatasetCatalog``/``MetadataCatalog``.
 """
 
 from .builtin_datasets import BCCD_CLASS_NAMES, BCCD_ROOT, register_builtin

@@ -3,7 +3,8 @@
 ``configs/common/data/coco_json.py`` builds its datasets with :func:`get_coco_json_dicts`, so a
 new dataset needs no code, only overrides::
 
-    dataloader.train.dataset.json_file=/data/train.json dataloader.train.dataset.image_root=/data/img
+    dataloader.train.dataset.json_file=/data/train.json
+    dataloader.train.dataset.image_root=/data/img
 
 The dataset is registered (``register_coco_instances``) on first use, so ``COCOEvaluator`` finds
 its ``json_file`` and class names like for a built-in dataset. Missing files and malformed json

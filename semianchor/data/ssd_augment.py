@@ -91,7 +91,8 @@ def _saturation_hue(img: np.ndarray, s, h) -> np.ndarray:
 
 
 class Expand(T.Augmentation):
-    """Zoom out: the image on a canvas ``ratio`` in [1, max_ratio] times larger (pixel-mean fill)."""
+    """Zoom out: the image on a canvas ``ratio`` in [1, max_ratio] times larger (pixel-mean
+    fill)."""
 
     def __init__(
         self, max_ratio: float = 4.0, prob: float = 0.5, fill: Sequence[float] = (104, 117, 124)
@@ -170,8 +171,8 @@ class MinIoURandomCrop(T.Augmentation):
 
 
 class SSDDatasetMapper(DatasetMapper):
-    """``DatasetMapper`` (image format, training flag, ``augmentations``) whose augmentations get the
-    boxes, and which drops annotations whose centre a crop removed (SSD's rule)."""
+    """``DatasetMapper`` (image format, training flag, ``augmentations``) whose augmentations get
+    the boxes, and which drops annotations whose centre a crop removed (SSD's rule)."""
 
     def __call__(self, dataset_dict):
         if not self.is_train:

@@ -4,9 +4,8 @@ import logging
 import os
 from typing import Tuple
 
-import yaml
-
 import torch
+import yaml
 
 import detectron2.data.transforms as T
 from detectron2.checkpoint import DetectionCheckpointer

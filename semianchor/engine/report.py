@@ -383,7 +383,8 @@ def draw_predictions(
     _show_image(
         axes[1],
         image_rgb,
-        f"predictions, score >= {score_thresh:g}: {len(pred_boxes)} boxes\n({counts(pred_classes)})",
+        f"predictions, score >= {score_thresh:g}: {len(pred_boxes)} boxes\n"
+        f"({counts(pred_classes)})",
     )
     _draw_boxes(axes[1], pred_boxes, pred_classes, colors, class_names, scores=pred_scores)
     if title:
@@ -677,8 +678,10 @@ def _draw_locations(fig, ax, bar_ax, a: ImageAssignment, class_names, gt_colors)
             [],
             [],
             color="none",
-            label=f"pos:neg anchors {ratio(st.get('positive anchors', 0), st.get('negative anchors', 0))}"
-            f" vs locations {ratio(st.get('positive locations', 0), st.get('negative locations', 0))}",
+            label="pos:neg anchors "
+            f"{ratio(st.get('positive anchors', 0), st.get('negative anchors', 0))}"
+            " vs locations "
+            f"{ratio(st.get('positive locations', 0), st.get('negative locations', 0))}",
         ),
         Line2D(
             [],
@@ -917,7 +920,8 @@ def write_report(
             train_classes,
             os.path.join(report_dir, f"assignment_{_stem(train_records[0])}.png"),
             title=f"{assignment.method}\npositive anchors of {train_name}: "
-            f"{os.path.basename(train_records[0]['file_name'])} ({image.shape[1]}x{image.shape[0]} input)",
+            f"{os.path.basename(train_records[0]['file_name'])} "
+            f"({image.shape[1]}x{image.shape[0]} input)",
         )
 
     # 3. the loss curve
@@ -955,7 +959,8 @@ def _summary(
         lines.append("  COCO box AP: not evaluated (no evaluator or no evaluation results)")
     lines += [
         f"  checkpoint   {checkpoint}",
-        f"  pictures     {_display_path(report_dir)}/  (predictions_*.png: ground truth | predictions,"
+        f"  pictures     {_display_path(report_dir)}/  "
+        "(predictions_*.png: ground truth | predictions,"
         " assignment_*.png: positive anchors per GT, loss.png)",
         f"  TensorBoard  tensorboard --logdir {output_dir}",
         "",

@@ -298,13 +298,15 @@ def _validate_assign(cand_idx, cand_scores, anchors, gt_boxes, gt_counts, num_an
     cand_idx = as_index_tensor(cand_idx, "cand_idx")
     if cand_idx.dim() != 3 or cand_idx.shape[:2] != (N, M):
         raise ValueError(
-            f"cand_idx must have shape (N, M, C) with (N, M) = {(N, M)}, got {tuple(cand_idx.shape)}"
+            f"cand_idx must have shape (N, M, C) with (N, M) = {(N, M)}, "
+            f"got {tuple(cand_idx.shape)}"
         )
     if not isinstance(cand_scores, torch.Tensor) or not cand_scores.is_floating_point():
         raise ValueError("cand_scores must be a floating-point tensor of shape (N, M, C)")
     if cand_scores.shape != cand_idx.shape:
         raise ValueError(
-            f"cand_scores must have the shape of cand_idx {tuple(cand_idx.shape)}, got {tuple(cand_scores.shape)}"
+            f"cand_scores must have the shape of cand_idx {tuple(cand_idx.shape)}, "
+            f"got {tuple(cand_scores.shape)}"
         )
     cand_scores = cand_scores.float()
     check_same_device(anchors.device, gt_boxes=gt_boxes, cand_idx=cand_idx, cand_scores=cand_scores)

@@ -12,8 +12,13 @@ from typing import Optional, Tuple
 
 import torch
 
-from ._utils import as_float_boxes, as_index_tensor, check_same_device, check_values_in_python
-from ._utils import use_kernel
+from ._utils import (
+    as_float_boxes,
+    as_index_tensor,
+    check_same_device,
+    check_values_in_python,
+    use_kernel,
+)
 from .iou_after_regression import box_area, pairwise_iou_giou
 
 __all__ = ["soft_nms", "soft_nms_reference", "SOFT_NMS_METHODS"]

@@ -44,8 +44,8 @@ class SSDAnchorGenerator(DefaultAnchorGenerator):
         L = len(strides)
         if not (len(min_sizes) == len(max_sizes) == len(aspect_ratios) == L):
             raise ValueError(
-                f"SSDAnchorGenerator needs one min/max size and ratio list per level ({L} strides), "
-                f"got {len(min_sizes)}, {len(max_sizes)}, {len(aspect_ratios)}"
+                "SSDAnchorGenerator needs one min/max size and ratio list per level "
+                f"({L} strides), got {len(min_sizes)}, {len(max_sizes)}, {len(aspect_ratios)}"
             )
         if not 0.0 <= offset < 1.0:
             raise ValueError(f"offset must be in [0, 1), got {offset}")

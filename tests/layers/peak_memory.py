@@ -9,7 +9,6 @@ float (R, M) IoU matrix). ``getrusage().ru_maxrss`` alone is not usable: a child
 """
 
 import json
-import os
 import sys
 
 import torch

@@ -5,7 +5,6 @@ import math
 import pytest
 import torch
 
-from semianchor import extension
 from semianchor.layers import decode_boxes, iou_after_regression, iou_after_regression_reference
 
 from .helpers import grid_anchors, needs_kernel_on, peak_memory_growth, random_batch

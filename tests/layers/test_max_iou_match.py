@@ -9,6 +9,7 @@ import textwrap
 
 import pytest
 import torch
+
 from detectron2.modeling.matcher import Matcher
 from detectron2.structures import Boxes, pairwise_iou
 

@@ -1,5 +1,6 @@
-"""soft_nms: kernels == reference (bit-exact), the reference == a plain transcription of Algorithm 1,
-the hard method == torchvision's batched_nms, ties, edge cases, errors, registration."""
+"""soft_nms: kernels == reference (bit-exact), the reference == a plain transcription of
+Algorithm 1, the hard method == torchvision's batched_nms, ties, edge cases, errors,
+registration."""
 
 import math
 import warnings

@@ -1,4 +1,5 @@
 """Tiny builders shared by the modeling tests: real configs, shrunk to R-18 / 32 channels."""
+
 import os
 
 import pytest

@@ -1,5 +1,6 @@
 """Label assigners: hand-computed cases (in the style of Detectron2's test_matcher) and random
 cases against an independent, loop-based transcription of ATSS Algorithm 1."""
+
 import math
 
 import pytest
@@ -35,7 +36,9 @@ def make_inputs(levels, gts, classes=None):
     for i, g in enumerate(gts):
         if g:
             boxes[i, : len(g)] = torch.tensor(g, dtype=torch.float32)
-            cls[i, : len(g)] = torch.tensor(classes[i] if classes else [j % K for j in range(len(g))])
+            cls[i, : len(g)] = torch.tensor(
+                classes[i] if classes else [j % K for j in range(len(g))]
+            )
     counts = torch.tensor([len(g) for g in gts])
     return AssignInputs(
         anchors=anchors,
@@ -157,7 +160,11 @@ def atss_algorithm1(anchors, nums, gts, k, eps=0.01):
             start += n
         ious = [_iou(anchors[r], box) for r in cands]
         mean = sum(ious) / len(ious)
-        std = math.sqrt(sum((v - mean) ** 2 for v in ious) / (len(ious) - 1)) if len(ious) > 1 else 0.0
+        std = (
+            math.sqrt(sum((v - mean) ** 2 for v in ious) / (len(ious) - 1))
+            if len(ious) > 1
+            else 0.0
+        )
         thr = mean + std
         for r, v in zip(cands, ious):
             a = anchors[r]
@@ -199,22 +206,38 @@ def test_max_iou_ignores_between_thresholds_and_low_quality():
     # GT [5,5,13,13] vs anchor 4 [5,5,15,15]: IoU 0.64; raise thresholds so it falls in the
     # ignore band, then low-quality matching re-claims it as the GT's best anchor.
     inputs = make_inputs(LEVEL, [[[5, 5, 13, 13]]])
-    res = MaxIoUAssigner(thresholds=(0.5, 0.7), labels=(0, -1, 1), allow_low_quality_matches=False)(inputs)
+    assigner = MaxIoUAssigner(
+        thresholds=(0.5, 0.7), labels=(0, -1, 1), allow_low_quality_matches=False
+    )
+    res = assigner(inputs)
     assert res.labels[0, 4] == -1 and res.matched_gt[0, 4] == -1
-    res = MaxIoUAssigner(thresholds=(0.5, 0.7), labels=(0, -1, 1), allow_low_quality_matches=True)(inputs)
+    assigner = MaxIoUAssigner(
+        thresholds=(0.5, 0.7), labels=(0, -1, 1), allow_low_quality_matches=True
+    )
+    res = assigner(inputs)
     assert res.labels[0, 4] == 0 and res.matched_gt[0, 4] == 0
 
 
 def test_pad_gt_instances_rejects_bad_boxes():
     from detectron2.structures import Boxes, Instances
 
-    good = Instances((32, 32), gt_boxes=Boxes(torch.tensor([[1.0, 1, 5, 5]])), gt_classes=torch.tensor([0]))
-    empty = Instances((32, 32), gt_boxes=Boxes(torch.zeros(0, 4)), gt_classes=torch.zeros(0, dtype=torch.long))
+    good = Instances(
+        (32, 32), gt_boxes=Boxes(torch.tensor([[1.0, 1, 5, 5]])), gt_classes=torch.tensor([0])
+    )
+    empty = Instances(
+        (32, 32), gt_boxes=Boxes(torch.zeros(0, 4)), gt_classes=torch.zeros(0, dtype=torch.long)
+    )
     boxes, classes, counts = pad_gt_instances([good, empty])
     assert boxes.shape == (2, 1, 4) and counts.tolist() == [1, 0]
-    bad = Instances((32, 32), gt_boxes=Boxes(torch.tensor([[1.0, 1, float("nan"), 5]])), gt_classes=torch.tensor([0]))
+    bad = Instances(
+        (32, 32),
+        gt_boxes=Boxes(torch.tensor([[1.0, 1, float("nan"), 5]])),
+        gt_classes=torch.tensor([0]),
+    )
     with pytest.raises(ValueError, match="non-finite GT box"):
         pad_gt_instances([good, bad])
-    flipped = Instances((32, 32), gt_boxes=Boxes(torch.tensor([[5.0, 1, 1, 5]])), gt_classes=torch.tensor([0]))
+    flipped = Instances(
+        (32, 32), gt_boxes=Boxes(torch.tensor([[5.0, 1, 1, 5]])), gt_classes=torch.tensor([0])
+    )
     with pytest.raises(ValueError, match="x2 < x1"):
         pad_gt_instances([flipped])

@@ -1,4 +1,5 @@
 """ATSS detectors end to end: LazyConfig and yacs builds, training steps, inference."""
+
 import math
 
 import pytest

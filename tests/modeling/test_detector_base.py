@@ -18,7 +18,6 @@ from detectron2.utils.events import EventStorage
 
 from semianchor.modeling.assigners import (
     AssignInputs,
-    AssignResult,
     LabelAssigner,
     MaxIoUAssigner,
     StagedAssigner,

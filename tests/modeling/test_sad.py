@@ -11,10 +11,9 @@ import pytest
 import torch
 
 from detectron2.config import LazyConfig, instantiate
-from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
 
-from semianchor.modeling.assigners import AssignInputs, MaxIoUAssigner, SADAssigner
+from semianchor.modeling.assigners import AssignInputs, SADAssigner
 from semianchor.modeling.assigners.sad import ac_soft_targets, location_labels
 from semianchor.modeling.box_coder import DeltaBoxCoder
 from semianchor.modeling.losses import iou_loss, smoothed_focal_loss

@@ -7,9 +7,9 @@ files, so this is the same recipe as the BCCD rows of benchmarks/ASSIGNERS.md.
 """
 
 from detectron2.config import LazyCall as L
-from semianchor.data import get_checked_dataset_dicts
 
 import semianchor.data  # noqa: F401  (registers bccd_train / bccd_val)
+from semianchor.data import get_checked_dataset_dicts
 
 from .coco_json_quickstart import dataloader
 

@@ -15,6 +15,7 @@ from detectron2.data import (
     build_detection_train_loader,
 )
 from detectron2.evaluation import COCOEvaluator
+
 from semianchor.data import get_checked_dataset_dicts
 
 dataloader = OmegaConf.create()

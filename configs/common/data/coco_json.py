@@ -2,7 +2,8 @@
 
 Set the files (and the model's class count) as overrides, e.g.::
 
-    python tools/lazyconfig_train_net.py --config-file configs/quickstart/retinanet_R18_coco_json.py \
+    python tools/lazyconfig_train_net.py \
+        --config-file configs/quickstart/retinanet_R18_coco_json.py \
         model.num_classes=3 \
         dataloader.train.dataset.json_file=/data/bccd/annotations/train.json \
         dataloader.train.dataset.image_root=/data/bccd/images \

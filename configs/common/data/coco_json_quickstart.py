@@ -12,7 +12,9 @@ dataloader.train.mapper.augmentations = [
     L(T.ResizeShortestEdge)(short_edge_length=(224, 256, 288), sample_style="choice", max_size=512),
     L(T.RandomFlip)(horizontal=True),
 ]
-dataloader.test.mapper.augmentations = [L(T.ResizeShortestEdge)(short_edge_length=256, max_size=512)]
+dataloader.test.mapper.augmentations = [
+    L(T.ResizeShortestEdge)(short_edge_length=256, max_size=512)
+]
 dataloader.train.total_batch_size = 8
 dataloader.train.num_workers = 1
 dataloader.test.num_workers = 1

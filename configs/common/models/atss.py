@@ -3,6 +3,7 @@
 One square anchor of 8 x stride per location, GN head towers, per-level scale, centerness
 branch, GIoU loss (weight 2, weighted by the centerness target), focal loss, P6/P7 from P5.
 """
+
 from detectron2.config import LazyCall as L
 from detectron2.layers import ShapeSpec
 from detectron2.modeling.anchor_generator import DefaultAnchorGenerator
@@ -21,7 +22,9 @@ model = L(ATSS)(
         in_features=["res3", "res4", "res5"],
         out_channels=256,
         # P6/P7 from P5 (ATSS Sec. 4.2 / FCOS improvements), not from C5 as in RetinaNet
-        top_block=L(LastLevelP6P7)(in_channels="${..out_channels}", out_channels="${..out_channels}", in_feature="p5"),
+        top_block=L(LastLevelP6P7)(
+            in_channels="${..out_channels}", out_channels="${..out_channels}", in_feature="p5"
+        ),
     ),
     head=L(DenseHead)(
         input_shape=[ShapeSpec(channels=256)] * 5,

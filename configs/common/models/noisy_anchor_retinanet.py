@@ -1,4 +1,5 @@
-"""Noisy-Anchor RetinaNet (Li et al., CVPR 2020): the RetinaNet config with cleanliness-based labels.
+"""Noisy-Anchor RetinaNet (Li et al., CVPR 2020): the RetinaNet config with cleanliness-based
+labels.
 
 Same backbone (R-50-FPN, P3-P7, P6/P7 from C5), anchors (9 per location), pixel statistics and
 class count as ``retinanet.py``; the head is our ``DenseHead`` in its plain RetinaNet form (4

@@ -8,7 +8,7 @@ BCCD: ``configs/quickstart/noisy_anchor_retinanet_R18_coco_json.py`` with
         dataloader.train.dataset.image_root=$BCCD/images \
         dataloader.test.dataset.json_file=$BCCD/annotations/val.json \
         dataloader.test.dataset.image_root=$BCCD/images
-"""
+"""  # noqa: E501  (the config's path in the command above is one unsplittable 94-character word)
 
 from detectron2.config import LazyConfig
 

@@ -8,8 +8,8 @@
 //   * the order of operations matches the reference (e.g. union = (area_a + area_b) - inter).
 #pragma once
 
-#include <cmath>
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 
 #if defined(__CUDACC__)
@@ -66,18 +66,30 @@ SA_HD double dsub(double a, double b) {
 }
 
 // min/max as torch.minimum/maximum on finite inputs; clamp0 as Tensor.clamp(min=0) (keeps NaN).
-SA_HD float fmin2(float a, float b) { return b < a ? b : a; }
-SA_HD float fmax2(float a, float b) { return b > a ? b : a; }
-SA_HD float clamp0(float a) { return a < 0.f ? 0.f : a; }
-SA_HD bool is_finite(float a) { return fsub(a, a) == 0.f; }  // inf - inf and NaN - NaN are NaN
+SA_HD float fmin2(float a, float b) {
+  return b < a ? b : a;
+}
+SA_HD float fmax2(float a, float b) {
+  return b > a ? b : a;
+}
+SA_HD float clamp0(float a) {
+  return a < 0.f ? 0.f : a;
+}
+SA_HD bool is_finite(float a) {
+  return fsub(a, a) == 0.f;  // inf - inf and NaN - NaN are NaN
+}
 
 // ----------------------------------------------------------------------------------------------
 // Boxes are XYXY floats.
 SA_HD float box_area(const float* b) {
   return fmul(clamp0(fsub(b[2], b[0])), clamp0(fsub(b[3], b[1])));
 }
-SA_HD float center_x(const float* b) { return fmul(fadd(b[0], b[2]), 0.5f); }
-SA_HD float center_y(const float* b) { return fmul(fadd(b[1], b[3]), 0.5f); }
+SA_HD float center_x(const float* b) {
+  return fmul(fadd(b[0], b[2]), 0.5f);
+}
+SA_HD float center_y(const float* b) {
+  return fmul(fadd(b[1], b[3]), 0.5f);
+}
 
 // IoU of a and b given their areas; 0 when the union is empty (two zero-area boxes).
 SA_HD float iou_with_areas(const float* a, float area_a, const float* b, float area_b,
@@ -110,7 +122,9 @@ struct DecodeParams {
 
 // exp evaluated in double and rounded once to float: deterministic across libm implementations
 // (glibc, SLEEF inside ATen, CUDA's libdevice), unlike float exp whose last bit differs.
-SA_HD float exp_via_double(float x) { return static_cast<float>(exp(static_cast<double>(x))); }
+SA_HD float exp_via_double(float x) {
+  return static_cast<float>(exp(static_cast<double>(x)));
+}
 
 // "deltas": the scaled, clamped log-size deltas dw/ww, dh/wh whose exp decode_box_from needs.
 SA_HD void clamped_log_scales(const float* d, const DecodeParams& p, float* dw, float* dh) {
@@ -167,8 +181,8 @@ constexpr int64_t kMaxOverGts = -2;
 SA_HD void iou_after_regression_from_pred(const float* pred, const float* gts,
                                           const float* gt_areas, int64_t count, int64_t matched,
                                           float* iou_out, float* giou_out, int64_t* index_out) {
-  const bool finite = is_finite(pred[0]) && is_finite(pred[1]) && is_finite(pred[2]) &&
-                      is_finite(pred[3]);
+  const bool finite =
+      is_finite(pred[0]) && is_finite(pred[1]) && is_finite(pred[2]) && is_finite(pred[3]);
   int64_t g = matched;
   if (matched == kMaxOverGts) {
     if (count <= 0) {
@@ -208,8 +222,7 @@ SA_HD void iou_after_regression_one(const float* anchor, const float* delta, flo
                                     int64_t count, int64_t matched, float* pred, float* iou_out,
                                     float* giou_out, int64_t* index_out) {
   decode_box(anchor, delta, s, p, pred);
-  iou_after_regression_from_pred(pred, gts, gt_areas, count, matched, iou_out, giou_out,
-                                 index_out);
+  iou_after_regression_from_pred(pred, gts, gt_areas, count, matched, iou_out, giou_out, index_out);
 }
 
 // ----------------------------------------------------------------------------------------------
@@ -237,11 +250,11 @@ SA_HD LevelGrid level_grid_from(const double* g) {
   return r;
 }
 
-// Host-only (no SA_HD) recognition of detectron2's anchor layout for one level (`centers`: the level's
-// (R_l, 2) float centres), the C++ twin of semianchor.layers.infer_level_grids: rows are detected
-// where x stops increasing, (ox, oy, sx, sy) from the first / last location of the first column
-// and row, delta = max |centre - ideal| over every anchor (so the bound is exact by construction).
-// Writes W = 0 ("no grid") when the layout is not a grid within a quarter stride.
+// Host-only (no SA_HD) recognition of detectron2's anchor layout for one level (`centers`: the
+// level's (R_l, 2) float centres), the C++ twin of semianchor.layers.infer_level_grids: rows are
+// detected where x stops increasing, (ox, oy, sx, sy) from the first / last location of the first
+// column and row, delta = max |centre - ideal| over every anchor (so the bound is exact by
+// construction). Writes W = 0 ("no grid") when the layout is not a grid within a quarter stride.
 inline void infer_level_grid(const float* centers, int64_t R_l, int64_t A, double* out) {
   out[0] = out[1] = out[4] = out[5] = out[6] = 0.0;
   out[2] = out[3] = 1.0;
@@ -270,7 +283,8 @@ inline void infer_level_grid(const float* centers, int64_t R_l, int64_t A, doubl
       const double ix = ox + double(i) * sx;
       const float* c = centers + 2 * (j * W + i) * A;
       for (int64_t a = 0; a < A; ++a) {
-        const double d = std::max(std::fabs(double(c[2 * a]) - ix), std::fabs(double(c[2 * a + 1]) - iy));
+        const double d =
+            std::max(std::fabs(double(c[2 * a]) - ix), std::fabs(double(c[2 * a + 1]) - iy));
         delta = d > delta ? d : delta;
       }
     }
@@ -382,8 +396,7 @@ SA_HD void select_level_topk(const float* centers, int64_t begin, int64_t R_l, i
       B = d < B ? d : B;
     }
     const double dk = sqrt(static_cast<double>(bd[K - 1]));
-    const double margin =
-        1.5 * g.delta + 1e-5 * (dk + B) + 1e-6 * (fabs(px) + fabs(py) + 1.0);
+    const double margin = 1.5 * g.delta + 1e-5 * (dk + B) + 1e-6 * (fabs(px) + fabs(py) + 1.0);
     if (dk + margin < B) return;
   }
 }

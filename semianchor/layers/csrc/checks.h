@@ -67,9 +67,10 @@ inline void check_matched_gt(const at::Tensor& matched, const at::Tensor& gt_cou
   for (int64_t n = 0; n < N; ++n) {
     for (int64_t r = 0; r < R; ++r) {
       const int64_t v = m[n * R + r];
-      TORCH_CHECK_VALUE(v >= -1 && v < cnt[n],
-                        "matched_gt must be -1 or a valid GT index (< gt_counts[n]) per image, got ",
-                        v, " for image ", n);
+      TORCH_CHECK_VALUE(
+          v >= -1 && v < cnt[n],
+          "matched_gt must be -1 or a valid GT index (< gt_counts[n]) per image, got ", v,
+          " for image ", n);
     }
   }
 }
@@ -82,8 +83,8 @@ inline void check_candidates(const at::Tensor& idx, const at::Tensor& scores,
   const float* sp = scores.data_ptr<float>();
   const int64_t* cnt = gt_counts.data_ptr<int64_t>();
   for (int64_t i = 0; i < N * M * C; ++i) {
-    TORCH_CHECK_VALUE(ip[i] >= -1 && ip[i] < R, "cand_idx must hold -1 or anchor indices in [0, R = ",
-                      R, "), got ", ip[i]);
+    TORCH_CHECK_VALUE(ip[i] >= -1 && ip[i] < R,
+                      "cand_idx must hold -1 or anchor indices in [0, R = ", R, "), got ", ip[i]);
     const int64_t e = i / C;
     TORCH_CHECK_VALUE(ip[i] < 0 || e % M >= cnt[e / M] || std::isfinite(sp[i]),
                       "cand_scores holds non-finite scores for valid candidates");
@@ -150,8 +151,9 @@ inline int64_t check_atss_candidates(const at::Tensor& anchors, const at::Tensor
     total += n;
     C += n < k_per_level ? n : k_per_level;
   }
-  TORCH_CHECK(total == anchors.size(0), "num_anchors_per_level must sum to R = anchors.size(0) = ",
-              anchors.size(0), ", got ", num_anchors_per_level, " (sum ", total, ")");
+  TORCH_CHECK(total == anchors.size(0),
+              "num_anchors_per_level must sum to R = anchors.size(0) = ", anchors.size(0), ", got ",
+              num_anchors_per_level, " (sum ", total, ")");
   const int64_t L = static_cast<int64_t>(num_anchors_per_level.size());
   TORCH_CHECK(grid.empty() || static_cast<int64_t>(grid.size()) == 7 * L,
               "grid must be empty or have 7 values per level (", 7 * L, "), got ", grid.size());
@@ -159,10 +161,10 @@ inline int64_t check_atss_candidates(const at::Tensor& anchors, const at::Tensor
     const double* g = grid.data() + 7 * l;
     const int64_t W = static_cast<int64_t>(g[4]), H = static_cast<int64_t>(g[5]);
     if (W <= 0) continue;
-    TORCH_CHECK(H > 0 && num_anchors_per_level[l] % (W * H) == 0 && g[2] > 0 && g[3] > 0 &&
-                    g[6] >= 0,
-                "grid of level ", l, " is inconsistent: W=", W, " H=", H, " strides ", g[2], ",",
-                g[3], " delta ", g[6], " for ", num_anchors_per_level[l], " anchors");
+    TORCH_CHECK(
+        H > 0 && num_anchors_per_level[l] % (W * H) == 0 && g[2] > 0 && g[3] > 0 && g[6] >= 0,
+        "grid of level ", l, " is inconsistent: W=", W, " H=", H, " strides ", g[2], ",", g[3],
+        " delta ", g[6], " for ", num_anchors_per_level[l], " anchors");
   }
   return C;
 }

@@ -1,9 +1,9 @@
 // Launch helpers shared by the CUDA kernels.
 #pragma once
 
-#include <c10/cuda/CUDAStream.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -18,7 +18,7 @@ inline unsigned int blocks_for(int64_t n) {
 }
 
 // Grid-stride loop over [0, n) with 64-bit indices.
-#define SA_CUDA_LOOP(i, n)                                                            \
+#define SA_CUDA_LOOP(i, n)                                                               \
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < (n); \
        i += static_cast<int64_t>(blockDim.x) * gridDim.x)
 

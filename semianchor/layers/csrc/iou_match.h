@@ -96,9 +96,8 @@ SA_HD void window_1d(double lo_coord, double hi_coord, double o, double s, int64
 // visited that do not overlap; they are filtered here). `start`/`step` split the visits between
 // cooperating threads (CUDA block); the CPU passes 0 / 1.
 template <class F>
-SA_HD void visit_gt_overlaps(const double* plan, int64_t L, const double* ext,
-                             const float* anchors, const float* g, int64_t start, int64_t step,
-                             F&& f) {
+SA_HD void visit_gt_overlaps(const double* plan, int64_t L, const double* ext, const float* anchors,
+                             const float* g, int64_t start, int64_t step, F&& f) {
   // A GT of zero width or height overlaps nothing (intersection 0 with every anchor).
   if (!(g[2] > g[0] && g[3] > g[1])) return;
   const float area_g = fmul(fsub(g[2], g[0]), fsub(g[3], g[1]));
@@ -285,8 +284,8 @@ inline int64_t check_iou_match(const at::Tensor& anchors, const at::Tensor& gt_b
       TORCH_CHECK(n >= 0, "num_anchors_per_level must be non-negative, got ", levels);
       total += n;
     }
-    TORCH_CHECK(total == R, "num_anchors_per_level must sum to R = ", R, ", got ", levels,
-                " (sum ", total, ")");
+    TORCH_CHECK(total == R, "num_anchors_per_level must sum to R = ", R, ", got ", levels, " (sum ",
+                total, ")");
   }
   return anchors.dim() == 3 ? N : 1;
 }
@@ -301,8 +300,9 @@ inline std::vector<float> check_matcher(at::ArrayRef<double> thresholds, at::Int
   for (size_t i = 1; i < thresholds.size(); ++i) {
     TORCH_CHECK(thresholds[i - 1] <= thresholds[i], "thresholds must be sorted, got ", thresholds);
   }
-  TORCH_CHECK(labels.size() == thresholds.size() + 1, "labels must have len(thresholds) + 1 = ",
-              thresholds.size() + 1, " values, got ", labels);
+  TORCH_CHECK(labels.size() == thresholds.size() + 1,
+              "labels must have len(thresholds) + 1 = ", thresholds.size() + 1, " values, got ",
+              labels);
   for (int64_t l : labels) {
     TORCH_CHECK(l == -1 || l == 0 || l == 1, "labels must be -1, 0 or 1, got ", labels);
   }

@@ -114,7 +114,8 @@ class AssignInputs:
         cells = set(self.cell_anchors)
         if len(cells) > 1:
             raise ValueError(
-                f"{rule} needs the same number of anchors per location on every level, got {self.cell_anchors}"
+                f"{rule} needs the same number of anchors per location on every level, "
+                f"got {self.cell_anchors}"
             )
         return cells.pop() if cells else 1
 
@@ -334,7 +335,8 @@ def pad_gt_instances(gt_instances, device=None):
         b = inst.gt_boxes.tensor.to(device=device, dtype=torch.float32)
         if not torch.isfinite(b).all():
             raise ValueError(
-                f"image {i} of the batch has a non-finite GT box: {b[~torch.isfinite(b).all(1)][:3]}"
+                f"image {i} of the batch has a non-finite GT box: "
+                f"{b[~torch.isfinite(b).all(1)][:3]}"
             )
         if ((b[:, 2] < b[:, 0]) | (b[:, 3] < b[:, 1])).any():
             bad = b[(b[:, 2] < b[:, 0]) | (b[:, 3] < b[:, 1])][:3]

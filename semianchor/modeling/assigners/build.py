@@ -1,7 +1,7 @@
 """Build an assigner from a yacs config (assigner constructors themselves know nothing of configs).
 
-``ASSIGNER_BUILDERS`` maps ``MODEL.SEMIANCHOR.ASSIGNER.NAME`` to a function ``cfg -> LabelAssigner``;
-methods add theirs with :func:`register_assigner_builder`.
+``ASSIGNER_BUILDERS`` maps ``MODEL.SEMIANCHOR.ASSIGNER.NAME`` to a function
+``cfg -> LabelAssigner``; methods add theirs with :func:`register_assigner_builder`.
 """
 
 from typing import Callable, Dict

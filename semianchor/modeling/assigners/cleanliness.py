@@ -35,7 +35,7 @@ Choices where the paper is silent (tested in tests/modeling/test_noisy_anchor.py
 * Predictions are detached (the scores are targets, Sec. 4, not a differentiable term).
 """
 
-from typing import Optional, Tuple
+from typing import Tuple
 
 import torch
 from torch import Tensor
@@ -155,8 +155,8 @@ class CleanlinessAssigner(LabelAssigner):
 
     def extra_repr(self):
         return (
-            f"topn={self.topn}, alpha={self.alpha}, gamma={self.gamma}, soft_labels={self.soft_labels}, "
-            f"reweight={self.reweight}, eps={self.eps}"
+            f"topn={self.topn}, alpha={self.alpha}, gamma={self.gamma}, "
+            f"soft_labels={self.soft_labels}, reweight={self.reweight}, eps={self.eps}"
         )
 
     def prediction_terms(

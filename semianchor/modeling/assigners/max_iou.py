@@ -34,7 +34,10 @@ class MaxIoUAssigner(LabelAssigner):
 
     def extra_repr(self):
         m = self.matcher
-        return f"thresholds={m.thresholds[1:-1]}, labels={m.labels}, low_quality={m.allow_low_quality_matches}"
+        return (
+            f"thresholds={m.thresholds[1:-1]}, labels={m.labels}, "
+            f"low_quality={m.allow_low_quality_matches}"
+        )
 
     def assign(self, inputs: AssignInputs) -> AssignResult:
         # pairwise_iou + Matcher per image, without the (M, R) IoU matrix (same results).

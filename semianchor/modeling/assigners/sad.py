@@ -160,7 +160,8 @@ class SADAssigner(LabelAssigner):
     def extra_repr(self):
         return (
             f"matcher={self.matcher!r}, location_gamma={self.location_gamma}, "
-            f"regression={self.regression!r}, ac_iou_threshold={self.ac_iou_threshold}, sigma={self.sigma}"
+            f"regression={self.regression!r}, ac_iou_threshold={self.ac_iou_threshold}, "
+            f"sigma={self.sigma}"
         )
 
     def assign(self, inputs: AssignInputs) -> AssignResult:

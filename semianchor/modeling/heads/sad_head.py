@@ -22,7 +22,8 @@ class SADHead(DenseHead):
     weights and the focal prior ``prior_prob`` as bias (spec S10). The paper mentions neither
     centerness nor a per-level scale: both off by default.
 
-    Outputs per level: ``cls`` (N, K, H, W) per location, ``reg`` (N, 4A, H, W), ``ac`` (N, A, H, W).
+    Outputs per level: ``cls`` (N, K, H, W) per location, ``reg`` (N, 4A, H, W),
+    ``ac`` (N, A, H, W).
     """
 
     @configurable

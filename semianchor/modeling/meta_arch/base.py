@@ -149,7 +149,8 @@ class AssignmentDetector(DenseDetector):
         cls_width = num_classes + (classification_loss == "softmax_ce")
         if outputs["cls"].dim != cls_width:
             raise ValueError(
-                f"{classification_loss} needs {cls_width} cls outputs, the head has {outputs['cls'].dim}"
+                f"{classification_loss} needs {cls_width} cls outputs, "
+                f"the head has {outputs['cls'].dim}"
             )
         head_anchors = getattr(head, "num_anchors", None)
         cells = list(anchor_generator.num_cell_anchors)
@@ -259,7 +260,8 @@ class AssignmentDetector(DenseDetector):
         }
 
     def to_anchors(self, x: Tensor, inputs: AssignInputs) -> Tensor:
-        """(N, R_loc, d) per-location values -> (N, R, d) per anchor (each anchor its location's)."""
+        """(N, R_loc, d) per-location values -> (N, R, d) per anchor (each anchor its
+        location's)."""
         return x[:, inputs.location_index()]
 
     # ------------------------------------------------------------------ assignment

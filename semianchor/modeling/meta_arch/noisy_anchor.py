@@ -29,7 +29,6 @@ Shape legend: N images, R anchors, M padded GTs, K classes, P positives.
 
 from typing import Dict, Optional
 
-import torch
 from torch import Tensor
 
 from detectron2.config import configurable

@@ -52,7 +52,8 @@ class NoisyAnchorRPN(RPN):
         super().__init__(anchor_matcher=anchor_matcher, **kwargs)
         if self.box_reg_loss_type not in ("smooth_l1", "giou"):
             raise ValueError(
-                f"NoisyAnchorRPN supports box_reg_loss_type smooth_l1|giou, got {self.box_reg_loss_type!r}"
+                "NoisyAnchorRPN supports box_reg_loss_type smooth_l1|giou, "
+                f"got {self.box_reg_loss_type!r}"
             )
         self.assigner = assigner
         t = self.box2box_transform
@@ -63,7 +64,8 @@ class NoisyAnchorRPN(RPN):
     def from_config(cls, cfg, input_shape: Dict[str, ShapeSpec]):
         if "SEMIANCHOR" not in cfg.MODEL:
             raise KeyError(
-                "NoisyAnchorRPN reads MODEL.SEMIANCHOR: call semianchor.config.add_semianchor_config(cfg)"
+                "NoisyAnchorRPN reads MODEL.SEMIANCHOR: "
+                "call semianchor.config.add_semianchor_config(cfg)"
             )
         ret = super().from_config(cfg, input_shape)
         ret.pop("anchor_matcher")

@@ -77,6 +77,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> atss_assign_cpu(
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(semianchor, CPU, m) { m.impl("atss_assign", &atss_assign_cpu); }
+TORCH_LIBRARY_IMPL(semianchor, CPU, m) {
+  m.impl("atss_assign", &atss_assign_cpu);
+}
 
 }  // namespace semianchor

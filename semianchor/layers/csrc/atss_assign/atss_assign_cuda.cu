@@ -101,6 +101,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> atss_assign_cuda(
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(semianchor, CUDA, m) { m.impl("atss_assign", &atss_assign_cuda); }
+TORCH_LIBRARY_IMPL(semianchor, CUDA, m) {
+  m.impl("atss_assign", &atss_assign_cuda);
+}
 
 }  // namespace semianchor

@@ -15,13 +15,10 @@
 namespace semianchor {
 namespace {
 
-std::tuple<at::Tensor, at::Tensor> atss_candidates_cpu(const at::Tensor& anchors,
-                                                       const at::Tensor& gt_boxes,
-                                                       const at::Tensor& gt_counts,
-                                                       at::IntArrayRef num_anchors_per_level,
-                                                       int64_t k_per_level,
-                                                       int64_t anchors_per_location,
-                                                       at::ArrayRef<double> given) {
+std::tuple<at::Tensor, at::Tensor> atss_candidates_cpu(
+    const at::Tensor& anchors, const at::Tensor& gt_boxes, const at::Tensor& gt_counts,
+    at::IntArrayRef num_anchors_per_level, int64_t k_per_level, int64_t anchors_per_location,
+    at::ArrayRef<double> given) {
   const int64_t C = check_atss_candidates(anchors, gt_boxes, gt_counts, num_anchors_per_level,
                                           k_per_level, anchors_per_location, given);
   const int64_t N = gt_boxes.size(0), M = gt_boxes.size(1), R = anchors.size(0);
@@ -71,7 +68,8 @@ std::tuple<at::Tensor, at::Tensor> atss_candidates_cpu(const at::Tensor& anchors
   float* iou_p = cand_iou.data_ptr<float>();
   // Work per GT: ~16 steps per candidate on grid levels, R_l on exhaustive ones (ATen-like grain).
   int64_t per_gt = 0;
-  for (int64_t l = 0; l < L; ++l) per_gt += level_grid[l].W > 0 ? 16 * K[l] : num_anchors_per_level[l];
+  for (int64_t l = 0; l < L; ++l)
+    per_gt += level_grid[l].W > 0 ? 16 * K[l] : num_anchors_per_level[l];
   const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, per_gt));
   at::parallel_for(0, N * M, grain, [&](int64_t first, int64_t last) {
     for (int64_t e = first; e < last; ++e) {
@@ -102,6 +100,8 @@ std::tuple<at::Tensor, at::Tensor> atss_candidates_cpu(const at::Tensor& anchors
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(semianchor, CPU, m) { m.impl("atss_candidates", &atss_candidates_cpu); }
+TORCH_LIBRARY_IMPL(semianchor, CPU, m) {
+  m.impl("atss_candidates", &atss_candidates_cpu);
+}
 
 }  // namespace semianchor

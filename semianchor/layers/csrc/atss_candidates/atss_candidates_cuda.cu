@@ -22,11 +22,10 @@ __global__ void anchor_centers_kernel(const float* anchors, int64_t R, float* ce
 }
 
 // level_info: per level (begin, R_l, K_l, offset, A); grid: 7 doubles per level.
-__global__ void atss_candidates_kernel(const float* anchors, const float* centers,
-                                       const float* gts, const int64_t* counts,
-                                       const int64_t* level_info, const double* grid,
-                                       int64_t N, int64_t M, int64_t L, int64_t C,
-                                       int64_t* cand_idx, float* cand_iou) {
+__global__ void atss_candidates_kernel(const float* anchors, const float* centers, const float* gts,
+                                       const int64_t* counts, const int64_t* level_info,
+                                       const double* grid, int64_t N, int64_t M, int64_t L,
+                                       int64_t C, int64_t* cand_idx, float* cand_iou) {
   SA_CUDA_LOOP(t, N * M * L) {
     const int64_t l = t % L, e = t / L, n = e / M, m = e % M;
     const int64_t* info = level_info + 5 * l;
@@ -52,13 +51,10 @@ __global__ void atss_candidates_kernel(const float* anchors, const float* center
   }
 }
 
-std::tuple<at::Tensor, at::Tensor> atss_candidates_cuda(const at::Tensor& anchors,
-                                                        const at::Tensor& gt_boxes,
-                                                        const at::Tensor& gt_counts,
-                                                        at::IntArrayRef num_anchors_per_level,
-                                                        int64_t k_per_level,
-                                                        int64_t anchors_per_location,
-                                                        at::ArrayRef<double> given) {
+std::tuple<at::Tensor, at::Tensor> atss_candidates_cuda(
+    const at::Tensor& anchors, const at::Tensor& gt_boxes, const at::Tensor& gt_counts,
+    at::IntArrayRef num_anchors_per_level, int64_t k_per_level, int64_t anchors_per_location,
+    at::ArrayRef<double> given) {
   const int64_t C = check_atss_candidates(anchors, gt_boxes, gt_counts, num_anchors_per_level,
                                           k_per_level, anchors_per_location, given);
   const c10::cuda::CUDAGuard guard(anchors.device());
@@ -105,20 +101,21 @@ std::tuple<at::Tensor, at::Tensor> atss_candidates_cuda(const at::Tensor& anchor
     o += K;
   }
   const auto info_dev = at::from_blob(info.data(), {5 * L}, at::kLong).to(anchors.device());
-  const auto grid_dev =
-      at::from_blob(grid_host.data(), {7 * L}, at::kDouble).to(anchors.device());
+  const auto grid_dev = at::from_blob(grid_host.data(), {7 * L}, at::kDouble).to(anchors.device());
   const auto gts = gt_boxes.contiguous();
   const auto cnt = gt_counts.contiguous();
   atss_candidates_kernel<<<blocks_for(N * M * L), kThreads, 0, stream>>>(
       anc.data_ptr<float>(), centers.data_ptr<float>(), gts.data_ptr<float>(),
-      cnt.data_ptr<int64_t>(), info_dev.data_ptr<int64_t>(), grid_dev.data_ptr<double>(), N, M,
-      L, C, cand_idx.data_ptr<int64_t>(), cand_iou.data_ptr<float>());
+      cnt.data_ptr<int64_t>(), info_dev.data_ptr<int64_t>(), grid_dev.data_ptr<double>(), N, M, L,
+      C, cand_idx.data_ptr<int64_t>(), cand_iou.data_ptr<float>());
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return {cand_idx, cand_iou};
 }
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(semianchor, CUDA, m) { m.impl("atss_candidates", &atss_candidates_cuda); }
+TORCH_LIBRARY_IMPL(semianchor, CUDA, m) {
+  m.impl("atss_candidates", &atss_candidates_cuda);
+}
 
 }  // namespace semianchor

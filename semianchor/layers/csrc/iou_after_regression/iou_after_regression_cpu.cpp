@@ -1,5 +1,5 @@
-// CPU kernel of semianchor::iou_after_regression: one pass per anchor, parallel over (image, anchor).
-// Memory: the outputs plus the per-image GT areas; no N x R x M intermediate.
+// CPU kernel of semianchor::iou_after_regression: one pass per anchor, parallel over (image,
+// anchor). Memory: the outputs plus the per-image GT areas; no N x R x M intermediate.
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
@@ -65,8 +65,8 @@ SA_TARGET_CLONES void exp_block(const float* in, float* out, int64_t n) {
 // order, as iou_with_areas (box_math.h), hence bit-identical values. Compiled twice (AVX2 and
 // baseline x86-64), picked at load time; no FMA either way (-ffp-contract=off).
 SA_TARGET_CLONES void iou_block(const float* p, float area_p, const float* gx1, const float* gy1,
-                      const float* gx2, const float* gy2, const float* garea, int64_t n,
-                      float* out) {
+                                const float* gx2, const float* gy2, const float* garea, int64_t n,
+                                float* out) {
   for (int64_t k = 0; k < n; ++k) {
     const float iw = clamp0(fsub(fmin2(p[2], gx2[k]), fmax2(p[0], gx1[k])));
     const float ih = clamp0(fsub(fmin2(p[3], gy2[k]), fmax2(p[1], gy1[k])));
@@ -141,9 +141,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> iou_after_regression_
     const std::optional<at::Tensor>& ltrb_scale) {
   check_iou_after_regression(anchors, regression, gt_boxes, gt_counts, matched_gt, weights,
                              ltrb_scale);
-  const DecodeParams p{parse_box_coder(box_coder),      static_cast<float>(weights[0]),
-                       static_cast<float>(weights[1]),  static_cast<float>(weights[2]),
-                       static_cast<float>(weights[3]),  static_cast<float>(scale_clamp)};
+  const DecodeParams p{parse_box_coder(box_coder),     static_cast<float>(weights[0]),
+                       static_cast<float>(weights[1]), static_cast<float>(weights[2]),
+                       static_cast<float>(weights[3]), static_cast<float>(scale_clamp)};
   const int64_t N = regression.size(0), R = regression.size(1), M = gt_boxes.size(1);
   const auto anc = anchors.contiguous();
   const auto reg = regression.contiguous();
@@ -213,7 +213,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> iou_after_regression_
         int64_t count = cnt_p[n];
         count = count < 0 ? 0 : (count > M ? M : count);
         const float b[4] = {t.px1[k], t.py1[k], t.px2[k], t.py2[k]};
-        const bool finite = is_finite(b[0]) && is_finite(b[1]) && is_finite(b[2]) && is_finite(b[3]);
+        const bool finite =
+            is_finite(b[0]) && is_finite(b[1]) && is_finite(b[2]) && is_finite(b[3]);
         int64_t g = mat_p != nullptr ? mat_p[e] : kMaxOverGts;
         if (g == kMaxOverGts) {
           if (count <= 0) {
@@ -226,8 +227,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> iou_after_regression_
               float best = 0.f;
               for (int64_t m0 = 0; m0 < count; m0 += kBlock) {
                 const int64_t nm = std::min(kBlock, count - m0);
-                iou_block(b, area_b, base + m0, base + M + m0, base + 2 * M + m0,
-                          base + 3 * M + m0, areas_p + M * n + m0, nm, buf);
+                iou_block(b, area_b, base + m0, base + M + m0, base + 2 * M + m0, base + 3 * M + m0,
+                          areas_p + M * n + m0, nm, buf);
                 for (int64_t j = 0; j < nm; ++j) {
                   if (buf[j] > best || m0 + j == 0) {  // strict '>': ties keep the lowest index
                     best = buf[j];

@@ -11,25 +11,25 @@ namespace semianchor {
 namespace {
 
 __global__ void gt_area_kernel(const float* gts, int64_t n, float* areas) {
-  SA_CUDA_LOOP(i, n) { areas[i] = box_area(gts + 4 * i); }
+  SA_CUDA_LOOP(i, n) {
+    areas[i] = box_area(gts + 4 * i);
+  }
 }
 
 __global__ void iou_after_regression_kernel(const float* anchors, bool per_image_anchors,
-                                            const float* reg, const float* gts,
-                                            const float* areas, const int64_t* counts,
-                                            const int64_t* matched, const float* scale,
-                                            DecodeParams p, int64_t N, int64_t R, int64_t M,
-                                            float* pred, float* iou, float* giou,
-                                            int64_t* index) {
+                                            const float* reg, const float* gts, const float* areas,
+                                            const int64_t* counts, const int64_t* matched,
+                                            const float* scale, DecodeParams p, int64_t N,
+                                            int64_t R, int64_t M, float* pred, float* iou,
+                                            float* giou, int64_t* index) {
   SA_CUDA_LOOP(e, N * R) {
     const int64_t n = e / R, r = e % R;
     int64_t count = counts[n];
     count = count < 0 ? 0 : (count > M ? M : count);
     const float* a = anchors + 4 * (per_image_anchors ? e : r);
-    iou_after_regression_one(a, reg + 4 * e, scale != nullptr ? scale[r] : 1.f, p,
-                             gts + 4 * M * n, areas + M * n, count,
-                             matched != nullptr ? matched[e] : kMaxOverGts, pred + 4 * e,
-                             iou + e, giou + e, index + e);
+    iou_after_regression_one(a, reg + 4 * e, scale != nullptr ? scale[r] : 1.f, p, gts + 4 * M * n,
+                             areas + M * n, count, matched != nullptr ? matched[e] : kMaxOverGts,
+                             pred + 4 * e, iou + e, giou + e, index + e);
   }
 }
 
@@ -40,9 +40,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> iou_after_regression_
     const std::optional<at::Tensor>& ltrb_scale) {
   check_iou_after_regression(anchors, regression, gt_boxes, gt_counts, matched_gt, weights,
                              ltrb_scale);
-  const DecodeParams p{parse_box_coder(box_coder),      static_cast<float>(weights[0]),
-                       static_cast<float>(weights[1]),  static_cast<float>(weights[2]),
-                       static_cast<float>(weights[3]),  static_cast<float>(scale_clamp)};
+  const DecodeParams p{parse_box_coder(box_coder),     static_cast<float>(weights[0]),
+                       static_cast<float>(weights[1]), static_cast<float>(weights[2]),
+                       static_cast<float>(weights[3]), static_cast<float>(scale_clamp)};
   const c10::cuda::CUDAGuard guard(regression.device());
   const int64_t N = regression.size(0), R = regression.size(1), M = gt_boxes.size(1);
   const auto anc = anchors.contiguous();

@@ -46,8 +46,8 @@ inline void set_flag(uint8_t* slot) {
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> max_iou_match_cpu(
     const at::Tensor& anchors, const at::Tensor& gt_boxes, const at::Tensor& gt_counts,
-    at::IntArrayRef num_anchors_per_level, at::ArrayRef<double> thresholds,
-    at::IntArrayRef labels, bool allow_low_quality_matches, bool grid) {
+    at::IntArrayRef num_anchors_per_level, at::ArrayRef<double> thresholds, at::IntArrayRef labels,
+    bool allow_low_quality_matches, bool grid) {
   const int64_t S = check_iou_match(anchors, gt_boxes, gt_counts, num_anchors_per_level);
   const std::vector<float> thr = check_matcher(thresholds, labels);
   std::vector<int8_t> lab(labels.begin(), labels.end());
@@ -171,8 +171,8 @@ std::tuple<at::Tensor, at::Tensor> iou_match_visit_cpu(const at::Tensor& anchors
   const auto g = gt_box.contiguous();
   const int64_t R = anchors.size(0);
   std::vector<double> plan, ext;
-  const int64_t L = build_plans(anc.data_ptr<float>(), 1, R, num_anchors_per_level, grid, plan,
-                                ext);
+  const int64_t L =
+      build_plans(anc.data_ptr<float>(), 1, R, num_anchors_per_level, grid, plan, ext);
   std::vector<int64_t> idx;
   std::vector<float> val;
   visit_gt_overlaps(plan.data(), L, ext.data(), anc.data_ptr<float>(), g.data_ptr<float>(), start,

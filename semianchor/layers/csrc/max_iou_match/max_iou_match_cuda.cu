@@ -75,9 +75,8 @@ __global__ void low_quality_kernel(MatchArgs a, const unsigned int* gt_best, uin
 
 __global__ void finalize_kernel(const ClaimKey* keys, const uint8_t* lowq,
                                 const uint8_t* all_positive, const float* thr, int64_t T,
-                                const int8_t* labels, bool allow_low_quality, int64_t N,
-                                int64_t R, int64_t* matched, int8_t* match_labels,
-                                float* max_iou) {
+                                const int8_t* labels, bool allow_low_quality, int64_t N, int64_t R,
+                                int64_t* matched, int8_t* match_labels, float* max_iou) {
   SA_CUDA_LOOP(i, N * R) {
     int64_t m = 0;
     float v = 0.f;
@@ -92,8 +91,8 @@ __global__ void finalize_kernel(const ClaimKey* keys, const uint8_t* lowq,
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> max_iou_match_cuda(
     const at::Tensor& anchors, const at::Tensor& gt_boxes, const at::Tensor& gt_counts,
-    at::IntArrayRef num_anchors_per_level, at::ArrayRef<double> thresholds,
-    at::IntArrayRef labels, bool allow_low_quality_matches, bool grid) {
+    at::IntArrayRef num_anchors_per_level, at::ArrayRef<double> thresholds, at::IntArrayRef labels,
+    bool allow_low_quality_matches, bool grid) {
   const int64_t S = check_iou_match(anchors, gt_boxes, gt_counts, num_anchors_per_level);
   std::vector<float> thr = check_matcher(thresholds, labels);
   std::vector<int8_t> lab(labels.begin(), labels.end());
@@ -111,8 +110,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> max_iou_match_cuda(
   const auto cnt = gt_counts.contiguous();
   const auto host_anchors = anc.cpu();
   std::vector<double> plan, ext;
-  const int64_t L = build_plans(host_anchors.data_ptr<float>(), S, R, num_anchors_per_level, grid,
-                                plan, ext);
+  const int64_t L =
+      build_plans(host_anchors.data_ptr<float>(), S, R, num_anchors_per_level, grid, plan, ext);
   if (plan.empty()) plan.push_back(0.0);
   const auto f64 = at::TensorOptions().dtype(at::kDouble);
   const auto plan_dev = at::from_blob(plan.data(), {int64_t(plan.size())}, f64).to(dev);
@@ -126,8 +125,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> max_iou_match_cuda(
   auto all_positive = at::zeros({N}, gt_counts.options().dtype(at::kByte));
   ClaimKey* keys_p = reinterpret_cast<ClaimKey*>(keys.data_ptr<int64_t>());
   unsigned int* best_p = reinterpret_cast<unsigned int*>(gt_best.data_ptr<int32_t>());
-  MatchArgs args{plan_dev.data_ptr<double>(), ext_dev.data_ptr<double>(), anc.data_ptr<float>(),
-                 gts.data_ptr<float>(), cnt.data_ptr<int64_t>(), N, M, R, L, S};
+  MatchArgs args{plan_dev.data_ptr<double>(),
+                 ext_dev.data_ptr<double>(),
+                 anc.data_ptr<float>(),
+                 gts.data_ptr<float>(),
+                 cnt.data_ptr<int64_t>(),
+                 N,
+                 M,
+                 R,
+                 L,
+                 S};
   auto stream = c10::cuda::getCurrentCUDAStream();
   if (N * M > 0) {
     claim_kernel<<<blocks_for_gts(N * M), kBlockThreads, 0, stream>>>(args, keys_p, best_p);
@@ -139,15 +146,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> max_iou_match_cuda(
     }
   }
   finalize_kernel<<<blocks_for(N * R), kThreads, 0, stream>>>(
-      keys_p, lowq.data_ptr<uint8_t>(), all_positive.data_ptr<uint8_t>(),
-      thr_dev.data_ptr<float>(), T, lab_dev.data_ptr<int8_t>(), allow_low_quality_matches, N, R,
-      matched.data_ptr<int64_t>(), match_labels.data_ptr<int8_t>(), max_iou.data_ptr<float>());
+      keys_p, lowq.data_ptr<uint8_t>(), all_positive.data_ptr<uint8_t>(), thr_dev.data_ptr<float>(),
+      T, lab_dev.data_ptr<int8_t>(), allow_low_quality_matches, N, R, matched.data_ptr<int64_t>(),
+      match_labels.data_ptr<int8_t>(), max_iou.data_ptr<float>());
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return {matched, match_labels, max_iou};
 }
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(semianchor, CUDA, m) { m.impl("max_iou_match", &max_iou_match_cuda); }
+TORCH_LIBRARY_IMPL(semianchor, CUDA, m) {
+  m.impl("max_iou_match", &max_iou_match_cuda);
+}
 
 }  // namespace semianchor

@@ -40,8 +40,8 @@ inline void check_soft_nms(const at::Tensor& boxes, const at::Tensor& scores,
               ",), got ", scores.sizes());
   if (classes.has_value()) {
     check_tensor(*classes, "classes", at::kLong, device);
-    TORCH_CHECK(classes->dim() == 1 && classes->size(0) == R, "classes must have shape (R,) = (",
-                R, ",), got ", classes->sizes());
+    TORCH_CHECK(classes->dim() == 1 && classes->size(0) == R, "classes must have shape (R,) = (", R,
+                ",), got ", classes->sizes());
   }
   TORCH_CHECK(std::isfinite(iou_threshold), "iou_threshold must be finite, got ", iou_threshold);
   // sigma is used as a float32; 0 would turn exp(-0 / sigma) into NaN for disjoint boxes.
@@ -58,8 +58,7 @@ inline void check_soft_nms(const at::Tensor& boxes, const at::Tensor& scores,
 // s * (1 - iou) when iou >= N_t (float32 IoU against N_t rounded to float32); Gaussian:
 // s * exp(-(iou * iou) / sigma) for every box of the class (the factor is exactly 1 at iou 0),
 // with exp evaluated in double and rounded once (exp_via_double); hard: 0 when iou >= N_t.
-SA_HD float soft_nms_rescore(int method, float score, float iou, float iou_threshold,
-                             float sigma) {
+SA_HD float soft_nms_rescore(int method, float score, float iou, float iou_threshold, float sigma) {
   if (method == kSoftNmsGaussian) {
     const float x = (-fmul(iou, iou)) / sigma;
     return fmul(score, exp_via_double(x));

@@ -34,8 +34,7 @@ struct Kept {
 struct LiveBoxes {
   std::vector<float> x1, y1, x2, y2, area, score, out;
   std::vector<int64_t> index;
-  explicit LiveBoxes(int64_t n)
-      : x1(n), y1(n), x2(n), y2(n), area(n), score(n), out(n), index(n) {}
+  explicit LiveBoxes(int64_t n) : x1(n), y1(n), x2(n), y2(n), area(n), score(n), out(n), index(n) {}
 };
 
 // out[r] = the score of live box r after the pick p (linear / hard), or its IoU with p (Gaussian,
@@ -81,8 +80,8 @@ void soft_nms_one_class(const float* boxes, const float* scores, const float* ar
   for (int64_t picks = 0; picks < limit && live > 0; ++picks) {
     out.push_back({t.score[best], t.index[best]});
     const float p[4] = {t.x1[best], t.y1[best], t.x2[best], t.y2[best]};
-    rescore_block(t.x1.data(), t.y1.data(), t.x2.data(), t.y2.data(), t.area.data(),
-                  t.score.data(), live, p, t.area[best], method, iou_threshold, t.out.data());
+    rescore_block(t.x1.data(), t.y1.data(), t.x2.data(), t.y2.data(), t.area.data(), t.score.data(),
+                  live, p, t.area[best], method, iou_threshold, t.out.data());
     if (method == kSoftNmsGaussian) {
       for (int64_t r = 0; r < live; ++r) {
         t.out[r] = soft_nms_rescore(method, t.score[r], t.out[r], iou_threshold, sigma);
@@ -110,8 +109,7 @@ void soft_nms_one_class(const float* boxes, const float* scores, const float* ar
 std::tuple<at::Tensor, at::Tensor> soft_nms_cpu(const at::Tensor& boxes, const at::Tensor& scores,
                                                 const std::optional<at::Tensor>& classes,
                                                 c10::string_view method, double iou_threshold,
-                                                double sigma, double min_score,
-                                                int64_t max_kept) {
+                                                double sigma, double min_score, int64_t max_kept) {
   check_soft_nms(boxes, scores, classes, iou_threshold, sigma, min_score, max_kept);
   const int m = parse_soft_nms_method(method);
   const int64_t R = boxes.size(0);
@@ -151,8 +149,7 @@ std::tuple<at::Tensor, at::Tensor> soft_nms_cpu(const at::Tensor& boxes, const a
   at::parallel_for(0, S, 1, [&](int64_t begin, int64_t end) {
     for (int64_t k = begin; k < end; ++k) {
       soft_nms_one_class(b_p, s_p, areas.data(), order.data() + starts[k],
-                         starts[k + 1] - starts[k], m, thr_f, sigma_f, min_f, limit,
-                         per_class[k]);
+                         starts[k + 1] - starts[k], m, thr_f, sigma_f, min_f, limit, per_class[k]);
     }
   });
 
@@ -177,6 +174,8 @@ std::tuple<at::Tensor, at::Tensor> soft_nms_cpu(const at::Tensor& boxes, const a
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(semianchor, CPU, m) { m.impl("soft_nms", &soft_nms_cpu); }
+TORCH_LIBRARY_IMPL(semianchor, CPU, m) {
+  m.impl("soft_nms", &soft_nms_cpu);
+}
 
 }  // namespace semianchor

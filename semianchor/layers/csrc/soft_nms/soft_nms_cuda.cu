@@ -33,10 +33,9 @@ __device__ __forceinline__ bool better(float s, int64_t p, float bs, int64_t bp)
 // `work` holds the live scores of the members (-inf: dropped or kept); the picks of class c go to
 // out_index / out_score at positions offsets[c] + 0, 1, ... (the rest stays -1).
 __global__ void soft_nms_kernel(const float* boxes, const float* scores, const int64_t* order,
-                                const int64_t* offsets, int64_t S, int method,
-                                float iou_threshold, float sigma, float min_score,
-                                int64_t max_kept, float* work, int64_t* out_index,
-                                float* out_score) {
+                                const int64_t* offsets, int64_t S, int method, float iou_threshold,
+                                float sigma, float min_score, int64_t max_kept, float* work,
+                                int64_t* out_index, float* out_score) {
   __shared__ float red_score[kSoftNmsThreads];
   __shared__ int64_t red_pos[kSoftNmsThreads];
   const int tid = threadIdx.x;
@@ -63,8 +62,8 @@ __global__ void soft_nms_kernel(const float* boxes, const float* scores, const i
       red_pos[tid] = bp;
       __syncthreads();
       for (int stride = blockDim.x / 2; stride > 0; stride >>= 1) {
-        if (tid < stride && better(red_score[tid + stride], red_pos[tid + stride],
-                                   red_score[tid], red_pos[tid])) {
+        if (tid < stride &&
+            better(red_score[tid + stride], red_pos[tid + stride], red_score[tid], red_pos[tid])) {
           red_score[tid] = red_score[tid + stride];
           red_pos[tid] = red_pos[tid + stride];
         }
@@ -72,7 +71,7 @@ __global__ void soft_nms_kernel(const float* boxes, const float* scores, const i
       }
       bs = red_score[0];
       bp = red_pos[0];
-      __syncthreads();  // everyone has read the result before red_* is reused
+      __syncthreads();             // everyone has read the result before red_* is reused
       if (bs == -INFINITY) break;  // no live box left (uniform across the block)
       const int64_t p = members[bp];
       if (tid == 0) {
@@ -97,12 +96,10 @@ __global__ void soft_nms_kernel(const float* boxes, const float* scores, const i
   }
 }
 
-std::tuple<at::Tensor, at::Tensor> soft_nms_cuda(const at::Tensor& boxes,
-                                                 const at::Tensor& scores,
+std::tuple<at::Tensor, at::Tensor> soft_nms_cuda(const at::Tensor& boxes, const at::Tensor& scores,
                                                  const std::optional<at::Tensor>& classes,
                                                  c10::string_view method, double iou_threshold,
-                                                 double sigma, double min_score,
-                                                 int64_t max_kept) {
+                                                 double sigma, double min_score, int64_t max_kept) {
   check_soft_nms(boxes, scores, classes, iou_threshold, sigma, min_score, max_kept);
   const int m = parse_soft_nms_method(method);
   const c10::cuda::CUDAGuard guard(boxes.device());
@@ -136,9 +133,8 @@ std::tuple<at::Tensor, at::Tensor> soft_nms_cuda(const at::Tensor& boxes,
   soft_nms_kernel<<<grid, kSoftNmsThreads, 0, stream>>>(
       b.data_ptr<float>(), s.data_ptr<float>(), order.data_ptr<int64_t>(),
       offsets.data_ptr<int64_t>(), S, m, static_cast<float>(iou_threshold),
-      static_cast<float>(sigma), static_cast<float>(min_score),
-      max_kept, work.data_ptr<float>(), out_index.data_ptr<int64_t>(),
-      out_score.data_ptr<float>());
+      static_cast<float>(sigma), static_cast<float>(min_score), max_kept, work.data_ptr<float>(),
+      out_index.data_ptr<int64_t>(), out_score.data_ptr<float>());
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 
   // Gather the picks, then order them by (score desc, index asc): ascending index first, then a
@@ -163,6 +159,8 @@ std::tuple<at::Tensor, at::Tensor> soft_nms_cuda(const at::Tensor& boxes,
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(semianchor, CUDA, m) { m.impl("soft_nms", &soft_nms_cuda); }
+TORCH_LIBRARY_IMPL(semianchor, CUDA, m) {
+  m.impl("soft_nms", &soft_nms_cuda);
+}
 
 }  // namespace semianchor

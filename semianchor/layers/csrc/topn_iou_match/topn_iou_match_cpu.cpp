@@ -51,11 +51,10 @@ std::tuple<at::Tensor, at::Tensor> topn_iou_match_cpu(const at::Tensor& anchors,
         const int64_t n = e / M, m = e % M;
         if (m >= cnt_p[n]) continue;
         int found = 0;
-        visit_gt_overlaps(plan.data() + (S > 1 ? n : 0) * L * kPlanStride, L, ext.data(),
-                          anc_p + (S > 1 ? 4 * R * n : 0), gts_p + 4 * e, 0, 1,
-                          [&](int64_t r, float v) {
-                            topk_insert(bd.data(), bi.data(), found, K, -v, r);
-                          });
+        visit_gt_overlaps(
+            plan.data() + (S > 1 ? n : 0) * L * kPlanStride, L, ext.data(),
+            anc_p + (S > 1 ? 4 * R * n : 0), gts_p + 4 * e, 0, 1,
+            [&](int64_t r, float v) { topk_insert(bd.data(), bi.data(), found, K, -v, r); });
         ClaimKey* k = keys.data() + n * R;
         for (int c = 0; c < found; ++c) {
           const ClaimKey key = claim_key(-bd[c], m);
@@ -90,6 +89,8 @@ std::tuple<at::Tensor, at::Tensor> topn_iou_match_cpu(const at::Tensor& anchors,
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(semianchor, CPU, m) { m.impl("topn_iou_match", &topn_iou_match_cpu); }
+TORCH_LIBRARY_IMPL(semianchor, CPU, m) {
+  m.impl("topn_iou_match", &topn_iou_match_cpu);
+}
 
 }  // namespace semianchor

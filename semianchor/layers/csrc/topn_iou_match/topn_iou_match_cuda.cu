@@ -70,8 +70,8 @@ std::tuple<at::Tensor, at::Tensor> topn_iou_match_cuda(const at::Tensor& anchors
     const auto cnt = gt_counts.contiguous();
     const auto host_anchors = anc.cpu();
     std::vector<double> plan, ext;
-    const int64_t L = build_plans(host_anchors.data_ptr<float>(), S, R, num_anchors_per_level,
-                                  grid, plan, ext);
+    const int64_t L =
+        build_plans(host_anchors.data_ptr<float>(), S, R, num_anchors_per_level, grid, plan, ext);
     if (plan.empty()) plan.push_back(0.0);
     const auto f64 = at::TensorOptions().dtype(at::kDouble);
     const auto plan_dev = at::from_blob(plan.data(), {int64_t(plan.size())}, f64).to(dev);
@@ -80,8 +80,8 @@ std::tuple<at::Tensor, at::Tensor> topn_iou_match_cuda(const at::Tensor& anchors
     auto buf_i = at::empty({N, M, K}, gt_counts.options());
     topn_select_kernel<<<blocks_for(N * M), kThreads, 0, stream>>>(
         plan_dev.data_ptr<double>(), ext_dev.data_ptr<double>(), anc.data_ptr<float>(),
-        gts.data_ptr<float>(), cnt.data_ptr<int64_t>(), N, M, R, L, S, K,
-        buf_d.data_ptr<float>(), buf_i.data_ptr<int64_t>(), keys_p);
+        gts.data_ptr<float>(), cnt.data_ptr<int64_t>(), N, M, R, L, S, K, buf_d.data_ptr<float>(),
+        buf_i.data_ptr<int64_t>(), keys_p);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
   topn_finalize_kernel<<<blocks_for(N * R), kThreads, 0, stream>>>(
@@ -92,6 +92,8 @@ std::tuple<at::Tensor, at::Tensor> topn_iou_match_cuda(const at::Tensor& anchors
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(semianchor, CUDA, m) { m.impl("topn_iou_match", &topn_iou_match_cuda); }
+TORCH_LIBRARY_IMPL(semianchor, CUDA, m) {
+  m.impl("topn_iou_match", &topn_iou_match_cuda);
+}
 
 }  // namespace semianchor
