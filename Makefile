@@ -29,7 +29,7 @@ export CUDA_HOME TORCH_CUDA_ARCH_LIST
 DEPS := fvcore iopath pycocotools "omegaconf>=2.1,<2.4" "hydra-core>=1.1" termcolor yacs tabulate \
 	cloudpickle tqdm tensorboard matplotlib "black>=26,<27" packaging "setuptools<81" wheel \
 	"numpy<2" "opencv-python-headless<4.12" "Pillow>=7.1" ninja pytest pytest-timeout \
-	"flake8>=7,<8" "isort>=5.12,<7" "clang-format>=18,<24"
+	"flake8>=7,<8" "isort>=9,<10" "clang-format>=18,<24"
 
 EXT_SOURCES := $(shell find semianchor/layers/csrc -type f 2>/dev/null) setup.py
 
