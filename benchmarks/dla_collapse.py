@@ -286,6 +286,81 @@ def _git_commit():
         return "unknown"
 
 
+# ----------------------------------------------------------------------------- inspection
+def inspect_run(record, run_dir, data, num_images=8):
+    """Per ltrb channel of an anchor-free run: share of outputs at 0 at initialisation (the model
+    rebuilt with the run's seed, training-mode forward on the first training images at the test
+    size) and after training (same images), plus the trained output bias. A channel at 0 on
+    every location at the end, with its bias still exactly 0 (its initial value), never got a
+    gradient."""
+    import cv2
+    import torch
+
+    from detectron2.checkpoint import DetectionCheckpointer
+    from detectron2.config import LazyConfig, instantiate
+    from detectron2.utils.env import seed_all_rng
+
+    import semianchor  # noqa: F401
+
+    cfg = LazyConfig.load(os.path.join(REPO, METHODS[record["method"]]))
+    # the run's model overrides (e.g. a tag's head activation)
+    model_opts = [o for o in record["command"].split() if o.startswith("model.")]
+    LazyConfig.apply_overrides(cfg, model_opts)
+    if cfg.model.box_coder._target_.__name__ != "LTRBBoxCoder":
+        return None
+    json_train, _, image_root = data
+    with open(json_train) as f:
+        files = [im["file_name"] for im in json.load(f)["images"][:num_images]]
+    size = int(re.search(r"test.mapper.augmentations.0.short_edge_length=(\d+)", record["command"]).group(1))
+    batch = []
+    for name in files:
+        img = cv2.imread(os.path.join(image_root, name))
+        scale = size / min(img.shape[:2])
+        img = cv2.resize(img, None, fx=scale, fy=scale)
+        batch.append({"image": torch.as_tensor(img.transpose(2, 0, 1).copy()).float()})
+
+    def zero_share(model):
+        model.train()  # BN on batch statistics, as in the first training steps
+        with torch.no_grad():
+            images = model.preprocess_image(batch)
+            feats = model.backbone(images.tensor)
+            out = model.head([feats[f] for f in model.head_in_features])
+        reg = torch.cat([r.permute(0, 2, 3, 1).reshape(-1, 4) for r in out["reg"]])
+        return [round(float(v), 3) for v in (reg <= 0).float().mean(0)]
+
+    seed_all_rng(record["seed"])
+    model = instantiate(cfg.model)
+    at_init = zero_share(model)
+    init_bias = model.head.bbox_pred.bias.detach().clone()
+    DetectionCheckpointer(model).load(os.path.join(run_dir, "model_final.pth"))
+    bias = model.head.bbox_pred.bias.detach()
+    return {
+        "ltrb_zero_share_at_init": at_init,
+        "ltrb_zero_share_final": zero_share(model),
+        "ltrb_bias_final": [round(float(v), 4) for v in bias],
+        "ltrb_bias_untouched": [bool(v) for v in (bias == init_bias)],
+    }
+
+
+def inspect_tag(args, data):
+    """Adds ``inspection`` (see :func:`inspect_run`) to every anchor-free record of ``--tag``."""
+    folder = os.path.join(args.results_dir, args.tag)
+    for name in sorted(os.listdir(folder)):
+        path = os.path.join(folder, name)
+        with open(path) as f:
+            record = json.load(f)
+        run_dir = os.path.join(REPO, args.output_dir, args.tag, name[: -len(".json")])
+        if not os.path.exists(os.path.join(run_dir, "model_final.pth")):
+            continue
+        info = inspect_run(record, run_dir, data)
+        if info is None:
+            continue
+        record["inspection"] = info
+        with open(path, "w") as f:
+            json.dump(record, f, indent=1)
+        print(f"{name}: AP {record['metrics']['AP']:.2f} {info}", flush=True)
+
+
 # ----------------------------------------------------------------------------- summary
 def failures(aps):
     """Indices of runs whose AP is below half the median of the runs (the issue's criterion)."""
@@ -364,6 +439,11 @@ def main():
     p.add_argument("--results-dir", default=RESULTS)
     p.add_argument("--summary", action="store_true", help="only print the tables")
     p.add_argument("--data-only", action="store_true", help="only write the dataset")
+    p.add_argument(
+        "--inspect",
+        action="store_true",
+        help="no training: add the ltrb channels' state at init and after training to --tag's records",
+    )
     p.add_argument("opts", nargs=argparse.REMAINDER, help="-- key=value overrides for every run")
     args = p.parse_args()
     args.opts = [o for o in args.opts if o != "--"]
@@ -377,6 +457,9 @@ def main():
         data = make_bccd_wbc(data_dir)
     if args.data_only:
         print(data)
+        return
+    if args.inspect:
+        inspect_tag(args, data)
         return
     methods = [m for m in args.methods.split(",") if m]
     unknown = sorted(set(methods) - set(METHODS))
