@@ -49,7 +49,6 @@ METHODS = {
 }
 
 
-
 def small_images(train_sizes, test_size):
     """The quickstart recipe (shortest edge 224-288 px for training, 256 for testing) shrunk."""
     sizes = ",".join(str(int(v)) for v in train_sizes.split(","))
@@ -133,7 +132,12 @@ def make_large_shapes(root, num_train=160, num_val=48, seed=16):
             cv2.imwrite(os.path.join(images_dir, name), image, [cv2.IMWRITE_JPEG_QUALITY, 95])
             image_id = offset + i + 1
             images.append(
-                {"id": image_id, "file_name": name, "height": image.shape[0], "width": image.shape[1]}
+                {
+                    "id": image_id,
+                    "file_name": name,
+                    "height": image.shape[0],
+                    "width": image.shape[1],
+                }
             )
             for x0, y0, x1, y1 in boxes:
                 annotations.append(
@@ -218,21 +222,25 @@ def run_one(args, data, method, seed):
     json_train, json_val, image_root = data
     run_name = f"{method}_seed{seed}"
     output_dir = os.path.join(args.output_dir, args.tag, run_name)
-    overrides = [
-        f"train.output_dir={output_dir}",
-        f"train.seed={seed}",
-        f"train.max_iter={args.max_iter}",
-        f"train.log_period={args.log_period}",
-        f"train.checkpointer.period={10 * args.max_iter}",
-        "model.num_classes=1",
-        f"dataloader.train.dataset.json_file={json_train}",
-        f"dataloader.train.dataset.image_root={image_root}",
-        f"dataloader.test.dataset.json_file={json_val}",
-        f"dataloader.test.dataset.image_root={image_root}",
-        # the json files differ per dataset: register each under its own name
-        f"dataloader.train.dataset.name=dla_collapse_{args.dataset}_train",
-        f"dataloader.test.dataset.name=dla_collapse_{args.dataset}_val",
-    ] + small_images(args.train_sizes, args.test_size) + list(args.opts)
+    overrides = (
+        [
+            f"train.output_dir={output_dir}",
+            f"train.seed={seed}",
+            f"train.max_iter={args.max_iter}",
+            f"train.log_period={args.log_period}",
+            f"train.checkpointer.period={10 * args.max_iter}",
+            "model.num_classes=1",
+            f"dataloader.train.dataset.json_file={json_train}",
+            f"dataloader.train.dataset.image_root={image_root}",
+            f"dataloader.test.dataset.json_file={json_val}",
+            f"dataloader.test.dataset.image_root={image_root}",
+            # the json files differ per dataset: register each under its own name
+            f"dataloader.train.dataset.name=dla_collapse_{args.dataset}_train",
+            f"dataloader.test.dataset.name=dla_collapse_{args.dataset}_val",
+        ]
+        + small_images(args.train_sizes, args.test_size)
+        + list(args.opts)
+    )
     cmd = [sys.executable, "tools/lazyconfig_train_net.py", "--config-file", METHODS[method]]
     cmd += ["--num-gpus", "1", "--no-report"] + overrides
     text = "python " + " ".join(cmd[1:])
@@ -247,7 +255,9 @@ def run_one(args, data, method, seed):
         proc = subprocess.run(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env)
     wall = time.time() - start
     if proc.returncode != 0:
-        raise RuntimeError(f"{run_name} failed (exit {proc.returncode}); see {abs_out}/bench_log.txt")
+        raise RuntimeError(
+            f"{run_name} failed (exit {proc.returncode}); see {abs_out}/bench_log.txt"
+        )
     record = {
         "tag": args.tag,
         "dataset": args.dataset,
@@ -311,7 +321,11 @@ def inspect_run(record, run_dir, data, num_images=8):
     json_train, _, image_root = data
     with open(json_train) as f:
         files = [im["file_name"] for im in json.load(f)["images"][:num_images]]
-    size = int(re.search(r"test.mapper.augmentations.0.short_edge_length=(\d+)", record["command"]).group(1))
+    size = int(
+        re.search(r"test.mapper.augmentations.0.short_edge_length=(\d+)", record["command"]).group(
+            1
+        )
+    )
     batch = []
     for name in files:
         img = cv2.imread(os.path.join(image_root, name))
@@ -442,7 +456,7 @@ def main():
     p.add_argument(
         "--inspect",
         action="store_true",
-        help="no training: add the ltrb channels' state at init and after training to --tag's records",
+        help="no training: add the ltrb channels at init / after training to --tag's records",
     )
     p.add_argument("opts", nargs=argparse.REMAINDER, help="-- key=value overrides for every run")
     args = p.parse_args()

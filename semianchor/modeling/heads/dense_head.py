@@ -45,7 +45,6 @@ def relu_straight_through(x: torch.Tensor) -> torch.Tensor:
     return x + (x.clamp(min=0) - x).detach()
 
 
-
 @dataclass(frozen=True)
 class HeadOutput:
     """Declaration of one head output: ``dim`` values per anchor (``per="anchor"``) or per

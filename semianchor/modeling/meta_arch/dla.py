@@ -27,6 +27,7 @@ from .base import AssignmentDetector
 __all__ = ["DLA"]
 
 SCORE_MODES = ("metric", "cls_metric", "sqrt_cls_metric", "cls")
+_SIDES = ("l", "t", "r", "b")
 
 
 @META_ARCH_REGISTRY.register()
@@ -128,8 +129,10 @@ class DLA(DLAAlphaSchedule, AssignmentDetector):
         * ``dla/pos_iou_pred``: mean IoU of the positives' decoded (detached) predictions with their
           GT; ``dla/pos_degenerate``: share of positives whose predicted box has zero area;
         * ltrb coders only: ``dla/pos_ltrb_zero`` (share of the positives' 4 distances at 0 after
-          the ReLU, i.e. with no gradient), ``dla/pos_ltrb_all_zero`` (share of positives with all 4
-          at 0: a point box, no box-loss gradient at all) and ``dla/ltrb_zero`` (over every location);
+          the ReLU: no gradient under a plain ReLU), ``dla/pos_ltrb_all_zero`` (share of positives
+          with all 4 at 0: a point box), ``dla/ltrb_zero`` (over every location) and per side
+          ``dla/ltrb_<side>_zero`` / ``dla/pos_ltrb_<side>_zero`` (side l, t, r, b): a side at 1.0
+          over every location for good is issue #16's dead channel;
         * ``dla/pos_level_<l>``: share of the positives on pyramid level l (0 = P3).
         """
         super().log_assignment(inputs, result)
@@ -140,8 +143,12 @@ class DLA(DLAAlphaSchedule, AssignmentDetector):
         pos = result.positive_mask(self.num_classes)
         n_idx, r_idx = pos.nonzero(as_tuple=True)
         num_pos = int(n_idx.numel())
-        if inputs.pred_regression is not None and isinstance(self.box_coder, LTRBBoxCoder):
-            storage.put_scalar("dla/ltrb_zero", float((inputs.pred_regression <= 0).float().mean()))
+        ltrb = isinstance(self.box_coder, LTRBBoxCoder)
+        if inputs.pred_regression is not None and ltrb:
+            zero = (inputs.pred_regression <= 0).float().flatten(0, -2).mean(0)  # (4,)
+            storage.put_scalar("dla/ltrb_zero", float(zero.mean()))
+            for side, share in zip(_SIDES, zero.tolist()):
+                storage.put_scalar(f"dla/ltrb_{side}_zero", share)
         level_of = torch.repeat_interleave(
             torch.arange(len(inputs.num_anchors_per_level), device=r_idx.device),
             torch.as_tensor(inputs.num_anchors_per_level, device=r_idx.device),
@@ -170,10 +177,12 @@ class DLA(DLAAlphaSchedule, AssignmentDetector):
         area = (boxes[:, 2] - boxes[:, 0]).clamp(min=0) * (boxes[:, 3] - boxes[:, 1]).clamp(min=0)
         storage.put_scalar("dla/pos_iou_pred", float(torch.nan_to_num(iou).mean()))
         storage.put_scalar("dla/pos_degenerate", float((area <= 0).float().mean()))
-        if isinstance(self.box_coder, LTRBBoxCoder):
+        if ltrb:
             dead = reg <= 0
             storage.put_scalar("dla/pos_ltrb_zero", float(dead.float().mean()))
             storage.put_scalar("dla/pos_ltrb_all_zero", float(dead.all(dim=1).float().mean()))
+            for side, share in zip(_SIDES, dead.float().mean(0).tolist()):
+                storage.put_scalar(f"dla/pos_ltrb_{side}_zero", share)
 
     # ------------------------------------------------------------------ losses and scores
     def losses(self, inputs, preds, result) -> Dict[str, Tensor]:
@@ -188,7 +197,9 @@ class DLA(DLAAlphaSchedule, AssignmentDetector):
         if name and self.box_loss_normalizer == "weights" and hasattr(self, name):
             storage.put_scalar("dla/box_normalizer", float(getattr(self, name)))
         else:
-            storage.put_scalar("dla/box_normalizer", float(self._step_normalizers["loss_normalizer"]))
+            storage.put_scalar(
+                "dla/box_normalizer", float(self._step_normalizers["loss_normalizer"])
+            )
         storage.put_scalar("dla/pos_normalizer", float(self._step_normalizers["loss_normalizer"]))
         return losses
 
