@@ -21,7 +21,8 @@ Datasets (``--dataset``), written once under ``--data-dir`` (default ``output/dl
     python benchmarks/dla_collapse.py --tag after --methods dla --seeds 0-7
     python benchmarks/dla_collapse.py --summary          # the tables of every recorded tag
 
-Extra ``key=value`` overrides after ``--`` go to every run (e.g. ``-- model.box_reg_floor=...``);
+Extra ``key=value`` overrides after ``--`` go to every run (e.g.
+``-- model.head.regression_activation=relu``, the plain ReLU);
 ``--tag`` names the set of runs they belong to.
 """
 
