@@ -196,6 +196,8 @@ def write_table(results_dir=RESULTS, output_dir=os.path.join("output", "bench"),
             continue  # other benchmarks' records (loss_equivalence_*.json) sit beside the folders
         for fname in sorted(os.listdir(os.path.join(results_dir, dataset))):
             path = os.path.join(results_dir, dataset, fname)
+            if not fname.endswith(".json") or not os.path.isfile(path):
+                continue  # e.g. dla_collapse/<tag>/: another benchmark's records
             with open(path) as f:
                 r = json.load(f)
             before = dict(r)

@@ -32,7 +32,9 @@ def add_semianchor_config(cfg: CN) -> CN:
     _C.HEAD.PRIOR_PROB = 0.01
     _C.HEAD.QUALITY = "centerness"  # "" for none
     _C.HEAD.SCALE_PER_LEVEL = True
-    _C.HEAD.REGRESSION_ACTIVATION = "none"  # "relu" for ltrb distances
+    # "relu" for ltrb distances; "relu_straight_through": same values, gradient also below 0
+    # (DLA quickstart: a distance channel born dead never learns with a plain ReLU, issue #16)
+    _C.HEAD.REGRESSION_ACTIVATION = "none"
 
     _C.BOX_CODER = CN()
     _C.BOX_CODER.NAME = "deltas"  # or "ltrb"

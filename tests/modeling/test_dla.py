@@ -20,7 +20,7 @@ from .conftest import (
     make_batch,
     run_with_poisoned_regression,
 )
-from .test_assigners import K, LEVEL, make_inputs
+from .test_assigners import LEVEL, K, make_inputs
 
 LAZY = "configs/COCO-Detection/dla_R_50_FPN_1x.py"
 YACS = "configs/yacs/DLA_R_50_FPN_1x.yaml"
@@ -469,3 +469,73 @@ def test_anchor_based_variant_trains(lazy_model):
         losses = model(make_batch(2, size=64))
     assert set(losses) == {"loss_dla_cls", "loss_dla_box", "loss_dla_metric"}
     assert all(torch.isfinite(v) for v in losses.values())
+
+
+# ---------------------------------------------------------------- issue #16: a dead ltrb channel
+def test_relu_straight_through_is_relu_forward_identity_backward():
+    from semianchor.modeling.heads.dense_head import relu_straight_through
+
+    x = torch.tensor([-2.0, -0.0, 0.0, 1e-8, 3.5], requires_grad=True)
+    y = relu_straight_through(x)
+    assert torch.equal(y, torch.relu(x.detach()))  # bit for bit
+    y.sum().backward()
+    assert torch.equal(x.grad, torch.ones_like(x))
+
+
+def _train_with_dead_bottom_channel(lazy_model, activation, steps=8):
+    """A tiny DLA whose bottom distance (ltrb channel 3) is negative before the ReLU at every
+    location, as the quickstart model of issue #16's failing seed is born; ``steps`` SGD steps on
+    one fixed batch. Returns per step (loss_dla_box, channel 3's bias gradient, share of the
+    positives' bottom distances at 0)."""
+    model = tiny_dla(lazy_model, fixed_alpha=1.0, loss_normalizer_momentum=0.0)
+    model.head.regression_activation = activation
+    with torch.no_grad():  # pre-activation -0.05 everywhere: born dead (zero weights, bias < 0)
+        model.head.bbox_pred.weight[3] = 0.0
+        model.head.bbox_pred.bias[3] = -0.05
+    model.train()
+    optim = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    batch = make_batch(2, size=64, seed=5)
+    history = []
+    for step in range(steps):
+        with EventStorage(step) as storage:
+            losses = model(batch)
+            zero_share = storage.latest()["dla/pos_ltrb_b_zero"][0]
+        optim.zero_grad()
+        sum(losses.values()).backward()
+        history.append(
+            (losses["loss_dla_box"].item(), model.head.bbox_pred.bias.grad[3].item(), zero_share)
+        )
+        optim.step()
+    return history
+
+
+def test_dead_ltrb_channel_never_learns_under_relu_and_revives_straight_through(lazy_model):
+    """Issue #16's mechanism. Plain ReLU (the paper configs): the dead channel gets exactly zero
+    gradient at every step, so every positive's box keeps its bottom side at the location's
+    centre for good. Straight-through (the quickstart's fix): same first forward pass (same
+    losses), a gradient that raises the channel (negative bias gradient: SGD adds), and the
+    positives' bottom distances leave 0."""
+    relu = _train_with_dead_bottom_channel(lazy_model, "relu")
+    fixed = _train_with_dead_bottom_channel(lazy_model, "relu_straight_through")
+    assert relu[0][0] == fixed[0][0]  # identical forward pass
+    assert all(grad == 0.0 for _, grad, _ in relu)
+    assert all(share == 1.0 for _, _, share in relu)
+    assert fixed[0][1] < 0.0
+    assert fixed[-1][2] < 1.0
+
+
+def test_quickstart_configs_use_the_fix_and_the_paper_config_the_plain_relu(lazy_model, yacs_model):
+    """Issue #16: the from-scratch quickstart DLA (LazyConfig and its yacs twin) passes the
+    gradient below zero; the COCO paper config keeps the plain ReLU (same forward values). DLA's
+    classification loss is never re-weighted by m (the box weighting does not reach it)."""
+    from detectron2.config import LazyConfig
+
+    from .conftest import REPO
+
+    for name in ("dla_R18_shapes.py", "dla_R18_coco_json.py"):
+        cfg = LazyConfig.load(f"{REPO}/configs/quickstart/{name}")
+        assert cfg.model.head.regression_activation == "relu_straight_through", name
+    paper = lazy_model(LAZY)
+    assert paper.head.regression_activation == "relu" and paper.cls_loss_weighting == "none"
+    twin, _ = yacs_model("configs/yacs/DLA_R18_shapes.yaml")
+    assert twin.head.regression_activation == "relu_straight_through"

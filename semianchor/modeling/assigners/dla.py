@@ -57,7 +57,8 @@ def iters_per_epoch_of(datasets: dict) -> float:
     num = len(get_detection_dataset_dicts(datasets["names"], filter_empty=datasets["filter_empty"]))
     ipe = num / datasets["total_batch_size"]
     logger.info(
-        f"DLA alpha schedule: {num} training images / batch {datasets['total_batch_size']} = {ipe:.2f} iterations per epoch"
+        f"DLA alpha schedule: {num} training images / batch {datasets['total_batch_size']} = "
+        f"{ipe:.2f} iterations per epoch"
     )
     return ipe
 
@@ -103,7 +104,8 @@ class DLAAlphaSchedule:
         if self.iters_per_epoch is None:
             raise RuntimeError(
                 "DLA's alpha schedule (Eq. 2) needs the training length: call "
-                "model.set_training_schedule(iters_per_epoch=len(train dataset) / total batch size, "
+                "model.set_training_schedule(iters_per_epoch=len(train dataset) / total batch "
+                "size, "
                 "max_iter=...) before training (tools/lazyconfig_train_net.py does), set "
                 "model.iters_per_epoch and model.max_iter in the config, or set fixed_alpha"
             )
@@ -215,7 +217,8 @@ class DLAAssigner(ATSSAssigner):
             raise ValueError("DLAAssigner needs the detector's box_coder to decode pred_regression")
         if "alpha" not in inputs.extras:
             raise ValueError(
-                "DLAAssigner needs inputs.extras['alpha'] (the DLA detector passes its current alpha)"
+                "DLAAssigner needs inputs.extras['alpha'] (the DLA detector passes its current "
+                "alpha)"
             )
         alpha = float(inputs.extras["alpha"])
         if not 0.0 <= alpha <= 1.0:

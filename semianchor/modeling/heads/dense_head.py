@@ -17,7 +17,32 @@ from torch import nn
 from detectron2.config import configurable
 from detectron2.layers import ShapeSpec, get_norm
 
-__all__ = ["HeadOutput", "Scale", "DenseHead", "conv_tower"]
+__all__ = [
+    "HeadOutput",
+    "REGRESSION_ACTIVATIONS",
+    "Scale",
+    "DenseHead",
+    "conv_tower",
+    "relu_straight_through",
+]
+
+# "none": deltas; "relu": ltrb distances through a ReLU (FCOS/ATSS); "relu_straight_through": the
+# same forward values, but the gradient passes below zero (see relu_straight_through)
+REGRESSION_ACTIVATIONS = ("none", "relu", "relu_straight_through")
+
+
+def relu_straight_through(x: torch.Tensor) -> torch.Tensor:
+    """``relu(x)`` in the forward pass (bit for bit), identity in the backward pass.
+
+    For ltrb distances: a plain ReLU gives an output at 0 no gradient, so a distance channel whose
+    pre-activation is negative at every location (it can be born so: the last conv of a
+    zero-mean init over non-negative tower features is dominated by the sum of its weights)
+    never receives a box-loss gradient and stays 0 for the whole training, every box cut at its
+    location's centre on that side (issue #16, ``projects/DLA/README.md``). Only positives get a
+    box loss, and a positive's centre lies inside its GT, so every target distance is > 0 and the
+    loss's gradient at a distance clamped to 0 points up: passing it through revives the channel.
+    """
+    return x + (x.clamp(min=0) - x).detach()
 
 
 @dataclass(frozen=True)
@@ -64,7 +89,8 @@ class DenseHead(nn.Module):
 
     Outputs (per level, A anchors per location):
         cls: (N, A*K, H, W) class logits, or (N, K, H, W) with ``cls_per_location`` (SAD).
-        reg: (N, A*4, H, W) box regression (deltas, or ltrb distances through ReLU).
+        reg: (N, A*4, H, W) box regression (deltas, or ltrb distances through ReLU;
+            ``regression_activation``: one of :data:`REGRESSION_ACTIVATIONS`).
         quality: (N, A, H, W) optional quality logit from the regression tower (centerness).
     """
 
@@ -88,9 +114,10 @@ class DenseHead(nn.Module):
             raise ValueError(
                 f"all head input levels must have the same channels, got {input_shape}"
             )
-        if regression_activation not in ("none", "relu"):
+        if regression_activation not in REGRESSION_ACTIVATIONS:
             raise ValueError(
-                f"regression_activation must be 'none' or 'relu', got {regression_activation!r}"
+                f"regression_activation must be one of {REGRESSION_ACTIVATIONS}, "
+                f"got {regression_activation!r}"
             )
         in_channels = input_shape[0].channels
         if not isinstance(num_classes, int) or num_classes < 1:
@@ -164,6 +191,8 @@ class DenseHead(nn.Module):
             reg = self.scales[level](reg)
         if self.regression_activation == "relu":
             reg = torch.relu(reg)
+        elif self.regression_activation == "relu_straight_through":
+            reg = relu_straight_through(reg)
         out = {"cls": self.cls_score(cls_feat), "reg": reg}
         if self.quality is not None:
             out["quality"] = self.quality_pred(reg_feat)

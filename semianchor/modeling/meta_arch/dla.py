@@ -19,13 +19,15 @@ from detectron2.modeling import META_ARCH_REGISTRY
 from detectron2.utils.events import get_event_storage
 
 from ..assigners.dla import DLAAlphaSchedule
+from ..box_coder import LTRBBoxCoder
 from ..heads.dla_head import DLAHead
-from ..losses import quality_focal_loss
+from ..losses import pairwise_aligned_iou, quality_focal_loss
 from .base import AssignmentDetector
 
 __all__ = ["DLA"]
 
 SCORE_MODES = ("metric", "cls_metric", "sqrt_cls_metric", "cls")
+_SIDES = ("l", "t", "r", "b")
 
 
 @META_ARCH_REGISTRY.register()
@@ -116,7 +118,91 @@ class DLA(DLAAlphaSchedule, AssignmentDetector):
             storage.put_scalar("dla_alpha", alpha, smoothing_hint=False)  # exact, not a median
         return {"alpha": alpha}
 
+    # ------------------------------------------------------------------ diagnostics
+    def log_assignment(self, inputs, result) -> None:
+        """The base's positive counts, plus what the assignment and the box loss see (issue #16),
+        logged every step under ``dla/`` (cheap: positives only, plus one comparison over the
+        regression outputs):
+
+        * ``dla/pos_metric_mean``, ``dla/pos_weight_sum`` (sum of w = m^gamma over the batch, the
+          box loss's normaliser before the EMA), ``dla/pos_score_mean`` (s), ``dla/pos_iou_prior``;
+        * ``dla/pos_iou_pred``: mean IoU of the positives' decoded (detached) predictions with their
+          GT; ``dla/pos_degenerate``: share of positives whose predicted box has zero area;
+        * ltrb coders only: ``dla/pos_ltrb_zero`` (share of the positives' 4 distances at 0 after
+          the ReLU: no gradient under a plain ReLU), ``dla/pos_ltrb_all_zero`` (share of positives
+          with all 4 at 0: a point box), ``dla/ltrb_zero`` (over every location) and per side
+          ``dla/ltrb_<side>_zero`` / ``dla/pos_ltrb_<side>_zero`` (side l, t, r, b): a side at 1.0
+          over every location for good is issue #16's dead channel;
+        * ``dla/pos_level_<l>``: share of the positives on pyramid level l (0 = P3).
+        """
+        super().log_assignment(inputs, result)
+        try:
+            storage = get_event_storage()
+        except AssertionError:
+            return
+        pos = result.positive_mask(self.num_classes)
+        n_idx, r_idx = pos.nonzero(as_tuple=True)
+        num_pos = int(n_idx.numel())
+        ltrb = isinstance(self.box_coder, LTRBBoxCoder)
+        if inputs.pred_regression is not None and ltrb:
+            zero = (inputs.pred_regression <= 0).float().flatten(0, -2).mean(0)  # (4,)
+            storage.put_scalar("dla/ltrb_zero", float(zero.mean()))
+            for side, share in zip(_SIDES, zero.tolist()):
+                storage.put_scalar(f"dla/ltrb_{side}_zero", share)
+        level_of = torch.repeat_interleave(
+            torch.arange(len(inputs.num_anchors_per_level), device=r_idx.device),
+            torch.as_tensor(inputs.num_anchors_per_level, device=r_idx.device),
+        )
+        counts = torch.bincount(level_of[r_idx], minlength=len(inputs.num_anchors_per_level))
+        for level, c in enumerate(counts.tolist()):
+            storage.put_scalar(f"dla/pos_level_{level}", c / max(num_pos, 1))
+        if num_pos == 0:
+            return
+        m = result.extras["metric"][n_idx, r_idx].float()
+        storage.put_scalar("dla/pos_metric_mean", float(m.mean()))
+        storage.put_scalar("dla/pos_weight_sum", float(result.weights[n_idx, r_idx].sum()))
+        gt_idx = result.matched_gt[n_idx, r_idx]
+        gt = inputs.gt_boxes[n_idx, gt_idx].float()
+        anchors = inputs.anchors_at(n_idx, r_idx).float()
+        prior_iou, _ = pairwise_aligned_iou(anchors, gt)
+        storage.put_scalar("dla/pos_iou_prior", float(prior_iou.mean()))
+        if inputs.pred_scores is not None:
+            s = inputs.pred_scores[n_idx, r_idx, inputs.gt_classes[n_idx, gt_idx]]
+            storage.put_scalar("dla/pos_score_mean", float(s.float().mean()))
+        if inputs.pred_regression is None:
+            return
+        reg = inputs.pred_regression[n_idx, r_idx].float()
+        boxes = self.box_coder.decode(anchors[None], reg[None], inputs.anchor_strides[r_idx])[0]
+        iou, _ = pairwise_aligned_iou(boxes, gt)
+        area = (boxes[:, 2] - boxes[:, 0]).clamp(min=0) * (boxes[:, 3] - boxes[:, 1]).clamp(min=0)
+        storage.put_scalar("dla/pos_iou_pred", float(torch.nan_to_num(iou).mean()))
+        storage.put_scalar("dla/pos_degenerate", float((area <= 0).float().mean()))
+        if ltrb:
+            dead = reg <= 0
+            storage.put_scalar("dla/pos_ltrb_zero", float(dead.float().mean()))
+            storage.put_scalar("dla/pos_ltrb_all_zero", float(dead.all(dim=1).float().mean()))
+            for side, share in zip(_SIDES, dead.float().mean(0).tolist()):
+                storage.put_scalar(f"dla/pos_ltrb_{side}_zero", share)
+
     # ------------------------------------------------------------------ losses and scores
+    def losses(self, inputs, preds, result) -> Dict[str, Tensor]:
+        """The base's losses; also logs the normalisers they used (``dla/box_normalizer``: the
+        EMA of sum(w) or of N_pos that divides the box loss; ``dla/pos_normalizer``: N_pos's)."""
+        losses = super().losses(inputs, preds, result)
+        try:
+            storage = get_event_storage()
+        except AssertionError:
+            return losses
+        name = "loss_normalizer_weights" if self.box_loss_weighting == "assigner" else None
+        if name and self.box_loss_normalizer == "weights" and hasattr(self, name):
+            storage.put_scalar("dla/box_normalizer", float(getattr(self, name)))
+        else:
+            storage.put_scalar(
+                "dla/box_normalizer", float(self._step_normalizers["loss_normalizer"])
+            )
+        storage.put_scalar("dla/pos_normalizer", float(self._step_normalizers["loss_normalizer"]))
+        return losses
+
     def auxiliary_losses(self, inputs, preds, result) -> Dict[str, Tensor]:
         """Eq. 7: quality focal loss toward m (positives) and 0 (negatives), no alpha, / N_pos."""
         if "metric" not in result.extras or result.weights is None:
