@@ -4,6 +4,7 @@ One 12-iteration ATSS run on the 16-image, 128 px shapes split (~10 s on CPU) wr
 the tests check the files it writes and what the assignment picture is drawn from.
 """
 
+import glob
 import json
 import os
 import struct
@@ -218,14 +219,107 @@ def test_compute_assignment_without_assigner_call():
 
 
 def test_compute_assignment_needs_an_assigner():
-    from detectron2.config import LazyConfig, instantiate
-
     from semianchor.engine.report import compute_assignment
 
-    cfg = LazyConfig.load(os.path.join(REPO, "configs", "quickstart", "retinanet_R18_shapes.py"))
-    model = instantiate(cfg.model)  # Detectron2's own RetinaNet: no semianchor assigner
+    class NoAssigner(torch.nn.Module):
+        """A model with neither a semianchor assigner nor Detectron2's label_anchors."""
+
+        def backbone(self, x):
+            return {}
+
     with pytest.raises(TypeError, match="no semianchor label assigner"):
-        compute_assignment(model, [])
+        compute_assignment(NoAssigner(), [])
+
+
+@pytest.mark.parametrize(
+    "config", ["quickstart/retinanet_R18_shapes.py", "COCO-Detection/fcos_R_50_FPN_1x.py"]
+)
+def test_compute_assignment_detectron2_baselines(config):
+    """Issue 15, bullet 3: Detectron2's own RetinaNet / FCOS (our baselines) are drawn from their
+    label_anchors: RetinaNet's positives have IoU >= 0.5 with their GT or are its best anchor;
+    FCOS's positives have their centre inside their GT."""
+    from detectron2.config import LazyConfig, instantiate
+    from detectron2.data import DatasetMapper
+    from detectron2.structures import Boxes, pairwise_iou
+
+    from semianchor.data import load_shapes
+    from semianchor.engine.report import compute_assignment
+
+    cfg = LazyConfig.load(os.path.join(REPO, "configs", config))
+    torch.manual_seed(0)
+    model = instantiate(cfg.model)
+    mapper = DatasetMapper(is_train=True, augmentations=[], image_format="BGR")
+    records = [r for r in load_shapes("semianchor_shapes_tiny") if r["annotations"]][:2]
+    results = compute_assignment(model, [mapper(dict(r)) for r in records])
+    for record, a in zip(records, results):
+        m = len(record["annotations"])
+        assert len(a.gt_boxes) == m and len(a.anchor_boxes) > 0
+        assert 0 <= a.matched_gt.min() and a.matched_gt.max() < m
+        assert "Detectron2's label_anchors" in a.method
+        gt = torch.as_tensor(a.gt_boxes)[torch.as_tensor(a.matched_gt)]
+        if "retinanet" in config:
+            anchors = Boxes(torch.as_tensor(a.anchor_boxes))
+            iou = pairwise_iou(anchors, Boxes(gt)).diagonal()
+            # Matcher's low-quality rule: a GT's best anchors are positive too (matched to the GT
+            # they overlap most, which need not be that GT)
+            gt_by_anchor = pairwise_iou(Boxes(torch.as_tensor(a.gt_boxes)), anchors)  # (M, P)
+            best_of_some_gt = (gt_by_anchor >= gt_by_anchor.max(dim=1).values[:, None] - 1e-6).any(
+                0
+            )
+            assert ((iou >= 0.5) | best_of_some_gt).all()
+        centres = (a.anchor_boxes[:, :2] + a.anchor_boxes[:, 2:]) / 2
+        if "fcos" in config:
+            inside = (centres > gt.numpy()[:, :2]).all(1) & (centres < gt.numpy()[:, 2:]).all(1)
+            assert inside.all()
+
+
+def _tiny_overrides(path):
+    """Overrides pointing a quickstart config at the 16-image tiny split (shapes or COCO json)."""
+    from detectron2.config import LazyConfig
+
+    from semianchor.data.shapes import coco_json_path, load_shapes
+
+    if "names" in LazyConfig.load(path).dataloader.train.dataset:
+        return ["dataloader.train.dataset.names=semianchor_shapes_tiny"]
+    load_shapes("semianchor_shapes_tiny")  # writes the images and the json on first use
+    json_file = coco_json_path("semianchor_shapes_tiny")
+    return [
+        "dataloader.train.dataset.name=test_visualize_coco_json",
+        f"dataloader.train.dataset.json_file={json_file}",
+        f"dataloader.train.dataset.image_root={os.path.dirname(json_file)}",
+    ]
+
+
+QUICKSTART_CONFIGS = sorted(
+    p
+    for p in glob.glob(os.path.join(REPO, "configs", "quickstart", "*.py"))
+    if "bccd" not in os.path.basename(p)  # the shipped BCCD set: same code path as coco_json
+)
+
+
+def test_the_visualizer_list_holds_every_quickstart_config():
+    names = {os.path.basename(p) for p in QUICKSTART_CONFIGS}
+    assert {"retinanet_R18_shapes.py", "dla_R18_coco_json.py", "padet_R18_shapes.py"} <= names
+    assert len(QUICKSTART_CONFIGS) >= 14
+
+
+@pytest.mark.parametrize("path", QUICKSTART_CONFIGS, ids=os.path.basename)
+def test_visualize_assignment_every_quickstart_config(path, tmp_path, capsys):
+    """Issue 15, bullet 3: tools/visualize_assignment.py writes a readable PNG for every shipped
+    quickstart config (DLA without a training tool, Detectron2's RetinaNet baseline, COCO-json
+    configs with the class count from the json), at the test-time resize training sees."""
+    sys.path.insert(0, os.path.join(REPO, "tools"))
+    try:
+        import visualize_assignment
+    finally:
+        sys.path.pop(0)
+    out = tmp_path / "vis"
+    visualize_assignment.main(
+        ["--config-file", path, "--output", str(out), "--num-images", "1"] + _tiny_overrides(path)
+    )
+    pngs = sorted(out.glob("*.png"))
+    assert len(pngs) == 1 and _png_size(str(pngs[0]))[0] >= 640
+    assert "positives per GT" in capsys.readouterr().out
 
 
 def test_draw_assignment_rejects_bad_indices(tmp_path):

@@ -10,7 +10,8 @@ prediction-aware assigners such as DLA or cleanliness see real predictions; rand
 --weights), the anchor generator and the assigner, then writes a PNG drawn like the papers'
 figures (``semianchor.engine.report.draw_assignment``): GT boxes, the centres of their positive
 anchors as dots in the GT's colour, a title naming the method and a legend with the counts;
-small images are upscaled. ``--show-anchor-boxes`` also draws the positive anchors' boxes. It
+small images are upscaled. Detectron2's own RetinaNet and FCOS (our baselines) are drawn from
+their ``label_anchors``. ``--show-anchor-boxes`` also draws the positive anchors' boxes. It
 prints the positives per GT and per level.
 
 PADet (a staged assigner) is drawn as two panels, the positives of the initial anchors (the
@@ -35,6 +36,7 @@ from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
 from detectron2.config import LazyConfig, instantiate  # noqa: E402
 from detectron2.data import DatasetMapper, MetadataCatalog  # noqa: E402
 
+from semianchor.engine.classes import resolve_num_classes  # noqa: E402
 from semianchor.engine.report import compute_assignment, draw_assignment  # noqa: E402
 
 
@@ -57,6 +59,7 @@ def main(argv=None):
         parser.error(f"--num-images must be >= 1, got {args.num_images}")
 
     cfg = LazyConfig.apply_overrides(LazyConfig.load(args.config_file), args.opts)
+    resolve_num_classes(cfg)  # a COCO-json config's class count comes from its json
     model = instantiate(cfg.model).eval()
     if args.weights:
         DetectionCheckpointer(model).load(args.weights)

@@ -125,24 +125,30 @@ def compute_assignment(model, batched_inputs: List[Dict]) -> List[ImageAssignmen
     ``self.assigner(AssignInputs) -> AssignResult`` (the first call is drawn). The model runs in
     eval mode (BatchNorm statistics untouched) and is restored.
 
+    Detectron2's own dense detectors (the RetinaNet and FCOS baselines) have no assigner: their
+    ``label_anchors`` is drawn instead.
+
     Raises:
-        TypeError: the model has no label assigner (e.g. Detectron2's own RetinaNet).
+        TypeError: the model has neither a label assigner nor ``label_anchors``.
         ValueError: an input has no ``instances`` (map it with ``is_train=True``).
         RuntimeError: ``forward_training`` never called the assigner.
     """
     model = getattr(model, "module", model)  # DistributedDataParallel
-    needed = ("assigner", "forward_training", "preprocess_image", "backbone", "head")
-    missing = [a for a in needed if not hasattr(model, a)]
-    if missing:
-        raise TypeError(
-            f"{type(model).__name__} has no semianchor label assigner (missing {missing}); "
-            f"the assignment picture needs a semianchor detector (ATSS, DLA, NoisyAnchorRetinaNet)"
-        )
     for i, x in enumerate(batched_inputs):
         if "instances" not in x:
             raise ValueError(
                 f"input {i} has no 'instances': map it with DatasetMapper(is_train=True, ...)"
             )
+    needed = ("assigner", "forward_training", "preprocess_image", "backbone", "head")
+    missing = [a for a in needed if not hasattr(model, a)]
+    if missing and _is_detectron2_dense_detector(model):
+        return _detectron2_assignment(model, batched_inputs)
+    if missing:
+        raise TypeError(
+            f"{type(model).__name__} has no semianchor label assigner (missing {missing}) and is "
+            "not a Detectron2 dense detector with label_anchors (RetinaNet, FCOS): the assignment "
+            "picture needs one of them"
+        )
     from detectron2.utils.events import EventStorage
 
     assigner, captured = model.assigner, {}
@@ -202,6 +208,60 @@ def compute_assignment(model, batched_inputs: List[Dict]) -> List[ImageAssignmen
     if "locations" in result.target_sets and "anchor_cls" in result.target_sets:
         for i, loc in enumerate(_location_targets(_or(result.inputs, captured["inputs"]), result)):
             out[i].locations = loc
+    return out
+
+
+def _is_detectron2_dense_detector(model) -> bool:
+    return all(
+        hasattr(model, a)
+        for a in ("label_anchors", "anchor_generator", "preprocess_image", "backbone")
+    )
+
+
+def _detectron2_assignment(model, batched_inputs: List[Dict]) -> List[ImageAssignment]:
+    """The assignment of Detectron2's own dense detectors (our RetinaNet / FCOS baselines): their
+    ``label_anchors(anchors, gt_instances)`` (RetinaNet: max-IoU Matcher; FCOS: centre sampling
+    and scale ranges), run on the model's own anchors. ``label_anchors`` gives each positive its
+    matched GT *box*; the GT index is recovered as the first GT with exactly that box."""
+    from detectron2.structures import Boxes
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            images = model.preprocess_image(batched_inputs)
+            features = model.backbone(images.tensor)
+            features = [features[f] for f in model.head_in_features]
+            anchors = model.anchor_generator(features)
+            gt_instances = [x["instances"].to(model.device) for x in batched_inputs]
+            gt_labels, matched_boxes = model.label_anchors(anchors, gt_instances)
+    finally:
+        model.train(was_training)
+    levels = torch.repeat_interleave(
+        torch.arange(len(anchors)), torch.as_tensor([len(a) for a in anchors])
+    )
+    all_anchors = Boxes.cat(anchors).tensor.cpu()
+    level_names = list(getattr(model, "head_in_features", []))
+    out = []
+    for inst, labels, boxes in zip(gt_instances, gt_labels, matched_boxes):
+        gt = inst.gt_boxes.tensor.cpu()
+        pos = ((labels >= 0) & (labels < model.num_classes)).cpu()
+        if len(gt):
+            same = (boxes.cpu()[pos][:, None, :] == gt[None, :, :]).all(dim=2)  # (P, M)
+            matched = same.float().argmax(dim=1)
+        else:
+            matched = torch.zeros(0, dtype=torch.int64)
+        out.append(
+            ImageAssignment(
+                gt_boxes=gt.numpy(),
+                gt_classes=inst.gt_classes.cpu().numpy(),
+                anchor_boxes=all_anchors[pos].numpy(),
+                matched_gt=matched.numpy(),
+                anchor_levels=levels[pos].numpy(),
+                level_names=level_names or [f"level {k}" for k in range(len(anchors))],
+                method=f"{type(model).__name__} (Detectron2's label_anchors)",
+            )
+        )
     return out
 
 
