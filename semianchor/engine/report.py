@@ -380,14 +380,10 @@ def _show_image(ax, image: np.ndarray, title: str) -> None:
 
 
 def _draw_boxes(ax, boxes, classes, colors, class_names, scores=None, linewidth=2.0) -> None:
-    from matplotlib.patches import Rectangle
-
     for j, (box, k) in enumerate(zip(boxes, classes)):
-        x0, y0, x1, y1 = (float(v) for v in box)
+        x0, y0 = (float(v) for v in box[:2])
         color = colors[int(k)] if 0 <= int(k) < len(colors) else (1.0, 1.0, 1.0)
-        ax.add_patch(
-            Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=color, linewidth=linewidth)
-        )
+        ax.add_patch(_box_patch(box, edgecolor=color, linewidth=linewidth))
         label = _class_name(class_names, int(k))
         if scores is not None:
             label += f" {float(scores[j]):.2f}"
@@ -559,17 +555,25 @@ def _gt_colors(m: int) -> List[tuple]:
     return [cmap((2 * g) % 20 + ((2 * g) // 20) % 2)[:3] for g in range(m)]
 
 
-def _draw_gt_boxes(ax, a: ImageAssignment, class_names, gt_colors, per_gt) -> None:
+def _box_patch(box, **style):
+    """A matplotlib rectangle (no fill) for an XYXY box."""
     from matplotlib.patches import Rectangle
 
+    x0, y0, x1, y1 = (float(v) for v in box)
+    return Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, **style)
+
+
+def _per_gt(matched_gt: np.ndarray, m: int) -> np.ndarray:
+    """(m,) how many entries are matched to each GT."""
+    return np.bincount(matched_gt.astype(np.int64), minlength=m)[:m] if m else np.zeros(0, int)
+
+
+def _draw_gt_boxes(ax, a: ImageAssignment, class_names, gt_colors, per_gt) -> None:
     for g in range(len(a.gt_boxes)):
-        x0, y0, x1, y1 = (float(v) for v in a.gt_boxes[g])
+        x0, y0 = (float(v) for v in a.gt_boxes[g, :2])
         ax.add_patch(
-            Rectangle(
-                (x0, y0),
-                x1 - x0,
-                y1 - y0,
-                fill=False,
+            _box_patch(
+                a.gt_boxes[g],
                 edgecolor=gt_colors[g],
                 linewidth=2.0,
                 linestyle="-" if per_gt[g] else "--",
@@ -589,10 +593,9 @@ def _draw_gt_boxes(ax, a: ImageAssignment, class_names, gt_colors, per_gt) -> No
 def _draw_positive_anchors(ax, a: ImageAssignment, class_names, gt_colors, show_anchor_boxes):
     """One panel: GT boxes and positive anchor centres; returns the legend handles."""
     from matplotlib.lines import Line2D
-    from matplotlib.patches import Rectangle
 
     m, p = len(a.gt_boxes), len(a.anchor_boxes)
-    per_gt = np.bincount(a.matched_gt.astype(np.int64), minlength=m)[:m] if m else np.zeros(0, int)
+    per_gt = _per_gt(a.matched_gt, m)
     per_level = np.bincount(a.anchor_levels.astype(np.int64), minlength=len(a.level_names))
     _draw_gt_boxes(ax, a, class_names, gt_colors, per_gt)
     if p:
@@ -600,18 +603,7 @@ def _draw_positive_anchors(ax, a: ImageAssignment, class_names, gt_colors, show_
         dot_colors = [gt_colors[int(g)] for g in a.matched_gt]
         if show_anchor_boxes:
             for box, color in zip(a.anchor_boxes, dot_colors):
-                x0, y0, x1, y1 = (float(v) for v in box)
-                ax.add_patch(
-                    Rectangle(
-                        (x0, y0),
-                        x1 - x0,
-                        y1 - y0,
-                        fill=False,
-                        edgecolor=color,
-                        linewidth=0.6,
-                        alpha=0.7,
-                    )
-                )
+                ax.add_patch(_box_patch(box, edgecolor=color, linewidth=0.6, alpha=0.7))
         ax.scatter(
             centres[:, 0],
             centres[:, 1],
@@ -658,7 +650,6 @@ def _draw_locations(fig, ax, bar_ax, a: ImageAssignment, class_names, gt_colors)
     from matplotlib import colormaps
     from matplotlib.colors import Normalize
     from matplotlib.lines import Line2D
-    from matplotlib.patches import Rectangle
 
     loc, m = a.locations, len(a.gt_boxes)
     q = len(loc.centres)
@@ -677,14 +668,10 @@ def _draw_locations(fig, ax, bar_ax, a: ImageAssignment, class_names, gt_colors)
         j = mine[np.argmin(((loc.centres[mine] - gt_centre) ** 2).sum(1))]
         order = np.argsort(loc.soft_targets[j])  # the best anchors drawn last, on top
         for k in order:
-            x0, y0, x1, y1 = (float(v) for v in loc.anchor_boxes[j, k])
             mu, positive = float(loc.soft_targets[j, k]), bool(loc.ac_positive[j, k])
             ax.add_patch(
-                Rectangle(
-                    (x0, y0),
-                    x1 - x0,
-                    y1 - y0,
-                    fill=False,
+                _box_patch(
+                    loc.anchor_boxes[j, k],
                     edgecolor=cmap(norm(mu)) if positive else (0.6, 0.6, 0.6),
                     linewidth=2.4 if positive and mu >= 1.0 - 1e-6 else (1.2 if positive else 0.6),
                     linestyle="-" if positive else ":",
