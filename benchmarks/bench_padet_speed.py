@@ -18,35 +18,20 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
-import time
 
 import torch
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+from bench_sad_inference import time_model  # noqa: E402  # isort: skip  (benchmarks/ script)
 from detectron2.config import LazyConfig, instantiate  # noqa: E402
 
 CONFIGS = {
     384: "configs/COCO-Detection/padet_VGG16_384.py",
     512: "configs/COCO-Detection/padet_VGG16_512.py",
 }
-
-
-def time_model(model, image, warmup, repeats):
-    # the test mapper resizes to the square input; detections are rescaled to a 640x480 photo
-    inputs = [{"image": image, "height": 480, "width": 640}]
-    times = []
-    with torch.no_grad():
-        for i in range(warmup + repeats):
-            start = time.perf_counter()
-            out = model(inputs)
-            elapsed = time.perf_counter() - start
-            if i >= warmup:
-                times.append(elapsed * 1000)
-    return statistics.median(times), times, len(out[0]["instances"])
 
 
 def main():
@@ -66,7 +51,10 @@ def main():
             torch.manual_seed(0)
             model = instantiate(cfg.model).eval()
             image = torch.randint(0, 255, (3, size, size), dtype=torch.uint8).float()
-            median, times, dets = time_model(model, image, args.warmup, args.repeats)
+            # the test mapper resizes to the square input; detections go back to a 640x480 photo
+            median, times, dets = time_model(
+                model, image, args.warmup, args.repeats, height=480, width=640
+            )
             rows.append(
                 dict(
                     input=size,

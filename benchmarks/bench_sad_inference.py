@@ -47,8 +47,11 @@ def set_threshold(model, value):
     raise AttributeError(f"{type(model).__name__} has no score threshold attribute")
 
 
-def time_model(model, image, warmup, repeats):
-    inputs = [{"image": image, "height": image.shape[1], "width": image.shape[2]}]
+def time_model(model, image, warmup, repeats, height=None, width=None):
+    """Median ms of ``model([image])`` (eval, no grad) over ``repeats`` after ``warmup`` runs;
+    detections are rescaled to ``height`` x ``width`` (default: the image's own size)."""
+    h, w = height or image.shape[1], width or image.shape[2]
+    inputs = [{"image": image, "height": h, "width": w}]
     times = []
     with torch.no_grad():
         for i in range(warmup + repeats):
