@@ -101,6 +101,9 @@ def add_semianchor_config(cfg: CN) -> CN:
     _C.PADET.NUM_EXTRA = 3  # extra encoder blocks: 3 for VGG-16 at 384, 4 at 512, 2 for ResNet
     _C.PADET.DECODER_CHANNELS = 256
     _C.PADET.INPUT_SIZE = 384  # SSD prior sizes: INPUT_SIZE x SIZE_FRACTIONS
+    # test images of another size are warped to INPUT_SIZE x INPUT_SIZE by the model (SSD's test
+    # resize; DefaultPredictor's ResizeShortestEdge would keep the aspect ratio)
+    _C.PADET.TEST_WARP = True
     _C.PADET.SIZE_FRACTIONS = [0.07, 0.15, 0.33, 0.51, 0.69, 0.87]
     _C.PADET.ASPECT_RATIOS = [[1.0, 2.0, 3.0, 0.5, 1 / 3]] * 4 + [[1.0, 2.0, 0.5]] * 2
     _C.PADET.STRIDES = [8, 16, 32, 64, 128, 384]

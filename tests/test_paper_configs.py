@@ -351,7 +351,8 @@ def type_name(node):
 @pytest.mark.parametrize("name", PADET)
 def test_padet_input_is_ssd_augmentation_at_a_square_size(name):
     """Train: SSD's photometric distortion, expansion and min-IoU cropping, then the square warp
-    and a horizontal flip; test: the square warp only. trainval35k / minival = COCO 2017
+    and a horizontal flip; test: the square warp only (by the mapper, and by the model for inputs
+    that did not come through it, e.g. DefaultPredictor's). trainval35k / minival = COCO 2017
     train / val."""
     cfg, size = _load(name), PAPER[name]["input"]
     names = [type_name(a) for a in cfg.dataloader.train.mapper.augmentations]
@@ -360,6 +361,7 @@ def test_padet_input_is_ssd_augmentation_at_a_square_size(name):
     assert list(augs[3].shape) == [size, size] and augs[4].horizontal is True
     (test_aug,) = cfg.dataloader.test.mapper.augmentations
     assert type_name(test_aug) == "Resize" and list(test_aug.shape) == [size, size]
+    assert tuple(cfg.model.test_input_size) == (size, size)
     assert cfg.dataloader.train.dataset.names == "coco_2017_train"
     assert cfg.dataloader.test.dataset.names == "coco_2017_val"
 

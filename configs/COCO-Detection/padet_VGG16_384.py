@@ -37,6 +37,7 @@ dataloader.train.mapper = L(SSDDatasetMapper)(
     image_format="BGR",
 )
 dataloader.test.mapper.augmentations = [L(T.Resize)(shape=(384, 384))]
+model.test_input_size = (384, 384)  # the model warps any other input too (DefaultPredictor)
 dataloader.train.total_batch_size = BATCH
 optimizer.lr = BASE_LR
 optimizer.weight_decay = 5e-4

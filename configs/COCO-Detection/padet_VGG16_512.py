@@ -25,3 +25,4 @@ model.anchor_generator.aspect_ratios = [[1.0, 2.0, 3.0, 0.5, 1 / 3]] * 4 + [[1.0
 model.anchor_generator.strides = [8, 16, 32, 64, 128, 256, 512]
 dataloader.train.mapper.augmentations[3] = L(T.Resize)(shape=(512, 512))  # after the SSD crop
 dataloader.test.mapper.augmentations = [L(T.Resize)(shape=(512, 512))]
+model.test_input_size = (512, 512)

@@ -27,6 +27,7 @@ model.anchor_generator.min_sizes = mins
 model.anchor_generator.max_sizes = maxs
 model.anchor_generator.strides = [8, 16, 32, 64, 128, 256]
 model.num_classes = num_classes
+model.test_input_size = None  # the quickstart data keep the aspect ratio (ResizeShortestEdge)
 dataloader = shapes_dataloader
 optimizer.lr = lr
 optimizer.weight_decay = 1e-4

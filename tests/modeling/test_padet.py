@@ -3,6 +3,7 @@ weights for the ResNet encoder), the two matchings (promoted anchors, the theta 
 deformable conv, hard-negative mining, the detector end to end (empty GT, autocast), Table 2's
 APM components and the ablation configs of projects/PADet/configs."""
 
+import glob
 import math
 import os
 import pickle
@@ -261,8 +262,10 @@ def test_lazy_and_yacs_builds_have_identical_state_dict_keys():
         "neg_pos_ratio",
         "test_score_thresh",
         "max_detections_per_image",
+        "test_input_size",
     ):
         assert getattr(yacs, attr) == getattr(lazy, attr), attr
+    assert lazy.test_input_size == (384, 384)
 
 
 def test_inference_uses_promoted_anchors_the_apm_gate_and_soft_nms(tiny_padet):
@@ -322,6 +325,7 @@ def test_default_predictor_serves_a_saved_checkpoint(tmp_path, tiny_padet):
     cfg.MODEL.SEMIANCHOR.PADET.DECODER_CHANNELS = 32
     cfg.MODEL.SEMIANCHOR.NUM_CLASSES = K
     cfg.MODEL.WEIGHTS = str(tmp_path / "model_final.pth")
+    cfg.MODEL.SEMIANCHOR.PADET.TEST_WARP = False  # as the tiny LazyConfig model: no warp to 384
     cfg.INPUT.MIN_SIZE_TEST = cfg.INPUT.MAX_SIZE_TEST = 96
     predictor = DefaultPredictor(cfg)
     image = np.random.RandomState(0).randint(0, 255, (96, 96, 3)).astype(np.uint8)
@@ -332,6 +336,71 @@ def test_default_predictor_serves_a_saved_checkpoint(tmp_path, tiny_padet):
         direct = tiny_padet([{"image": tensor, "height": 96, "width": 96}])[0]["instances"]
     assert len(served) == len(direct)
     assert torch.allclose(served.pred_boxes.tensor, direct.pred_boxes.tensor, atol=1e-3)
+
+
+def test_default_predictor_warps_to_the_square_input_as_evaluation_does():
+    """The yacs twin under DefaultPredictor: a 480 x 640 image reaches the backbone as 384 x 384
+    (the LazyConfig's test mapper's warp, not ResizeShortestEdge's 288 x 384), the detections are
+    those of the model on the warped image, in the original 640 x 480 frame; training images are
+    never warped."""
+    import numpy as np
+
+    from detectron2.config import get_cfg
+    from detectron2.engine import DefaultPredictor
+
+    from semianchor.config import add_semianchor_config
+
+    cfg = add_semianchor_config(get_cfg())
+    cfg.merge_from_file(os.path.join(REPO, "configs/yacs/PADet_VGG16_384.yaml"))
+    cfg.MODEL.DEVICE = "cpu"
+    cfg.MODEL.SEMIANCHOR.PADET.ENCODER_WIDTH = 0.125
+    cfg.MODEL.SEMIANCHOR.PADET.DECODER_CHANNELS = 32
+    cfg.MODEL.SEMIANCHOR.NUM_CLASSES = K
+    torch.manual_seed(0)
+    predictor = DefaultPredictor(cfg)
+    model = predictor.model
+    assert model.test_input_size == (384, 384)
+    seen = []
+    hook = model.backbone.register_forward_pre_hook(lambda m, args: seen.append(args[0].shape[-2:]))
+    try:
+        image = np.random.RandomState(0).randint(0, 255, (480, 640, 3)).astype(np.uint8)
+        served = predictor(image)["instances"]
+        assert seen == [(384, 384)]
+        assert served.image_size == (480, 640) and len(served) > 0
+        boxes = served.pred_boxes.tensor
+        assert boxes[:, 0::2].max() <= 640 and boxes[:, 1::2].max() <= 480
+        assert boxes[:, 2:].max() > 384  # scaled back beyond the 384 frame, not clipped to it
+        tensor = torch.as_tensor(image.transpose(2, 0, 1).astype("float32"))
+        warped = F.interpolate(
+            tensor[None], size=(384, 384), mode="bilinear", align_corners=False, antialias=True
+        )[0]
+        model.test_input_size = None
+        with torch.no_grad():
+            direct = model([{"image": warped, "height": 480, "width": 640}])[0]["instances"]
+        assert len(served) == len(direct)
+        assert torch.allclose(boxes, direct.pred_boxes.tensor, atol=1e-3)
+        assert torch.allclose(served.scores, direct.scores)
+        model.test_input_size = (384, 384)
+        with torch.no_grad():  # without height / width: the input image's frame
+            own = model([{"image": tensor}])[0]["instances"]
+        assert own.image_size == (480, 640) and len(own) == len(served)
+        seen.clear()
+        model.train()
+        with EventStorage():
+            model(make_batch(2, size=96))  # two: the 1 x 1 level's BatchNorm needs > 1 value
+        assert seen == [(96, 96)]
+    finally:
+        hook.remove()
+
+
+def test_test_input_size_must_be_two_positive_sides():
+    cfg = LazyConfig.load(os.path.join(REPO, "configs/common/models/padet.py"))
+    cfg.model.backbone.encoder = dict(_target_=ResNetEncoder, depth=18, num_extra=2, width=0.125)
+    cfg.model.backbone.channels = 32
+    cfg.model.head.input_shape = [ShapeSpec(channels=32)] * 6
+    cfg.model.test_input_size = (384,)
+    with pytest.raises(ValueError, match="test_input_size"):
+        instantiate(cfg.model)
 
 
 # ---------------------------------------------------------------- ImageNet weights (ResNet)
@@ -615,3 +684,23 @@ def test_ablation_config_changes_only_its_switches(name):
     modes = {fam.mode for fam in model.head.fam[:4]}
     assert modes == {switches.get("head.fam_mode", "disentangled")}
     assert {fam.grad_mul for fam in model.head.fam} == {switches.get("head.fam_grad_mul", 0.0)}
+
+
+SHIPPED = sorted(
+    os.path.relpath(p, REPO)
+    for p in glob.glob(os.path.join(REPO, "configs", "*", "padet_*.py"))
+    + glob.glob(os.path.join(CONFIG_DIR, "*.py"))
+    if "/common/" not in p  # model / schedule fragments, not configs
+)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_test_input_size_is_the_test_mappers_warp(name):
+    """A config whose test mapper warps to S x S has the model warp other inputs to S x S too
+    (DefaultPredictor, a user's loader); one that keeps the aspect ratio has no warp."""
+    cfg = LazyConfig.load(os.path.join(REPO, name))
+    (aug,) = cfg.dataloader.test.mapper.augmentations or [None]
+    if aug is not None and aug["_target_"].__name__ == "Resize":
+        assert tuple(cfg.model.test_input_size) == tuple(aug.shape)
+    else:
+        assert cfg.model.test_input_size is None

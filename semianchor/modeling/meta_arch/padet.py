@@ -14,7 +14,10 @@ DSSD/RefineDet default, applied after the theta rule); 0 keeps every non-ignored
 N_apm / N_det are EMAs of the positive counts (momentum ``loss_normalizer_momentum``).
 Inference (2.4): promoted anchors; an anchor whose APM score is below theta is discarded; score =
 detection softmax probability (P8) gated at ``test_score_thresh`` (0.01); per-class soft-NMS
-(linear, N_t 0.3; the ``soft_nms`` op); ``max_detections_per_image`` (300).
+(linear, N_t 0.3; the ``soft_nms`` op); ``max_detections_per_image`` (300). SSD's priors are laid
+out for one square input: with ``test_input_size`` an image of another size is warped to it
+before the backbone (what the LazyConfigs' test mapper does), so Detectron2's ``DefaultPredictor``
+(whose ResizeShortestEdge keeps the aspect ratio) gives the detections evaluation gives.
 
 Table 2's components: APM_C (the anchor scoring branch: its BCE loss, the theta rule, the test
 gate) is on iff ``theta`` is not None; APM_R (the anchor adjustment branch: its smooth-L1 loss,
@@ -24,7 +27,7 @@ apm_adjustment=...)``) and the assigner's ``PromotedAnchorAssigner`` stages must
 ``promote``, theta on/off): a mismatch is a ValueError at construction, not a silent ablation.
 """
 
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -72,6 +75,10 @@ class PADet(AssignmentDetector):
             None: APM_C off.
         neg_pos_ratio / apm_neg_pos_ratio: hard-negative mining of the detection / APM losses.
         soft_nms: dict of ``soft_nms`` arguments (method, iou_threshold, sigma, min_score).
+        test_input_size: (H, W) the priors are laid out for; at inference an input image of
+            another size is warped to it (bilinear, antialiased), detections are returned in the
+            frame of the input's "height" / "width" (default: the input image's size). None: the
+            image is used as given (the test mapper must produce the training size).
     """
 
     loss_prefix = "padet"
@@ -92,6 +99,7 @@ class PADet(AssignmentDetector):
         smooth_l1_beta: float = 1.0,
         test_score_thresh: float = 0.01,
         max_detections_per_image: int = 300,
+        test_input_size: Optional[Tuple[int, int]] = None,
         **kwargs,
     ):
         super().__init__(
@@ -110,6 +118,11 @@ class PADet(AssignmentDetector):
         self.apm_loss_weight = apm_loss_weight
         self.soft_nms = dict(method="linear", iou_threshold=0.3, sigma=0.5, min_score=0.001)
         self.soft_nms.update(soft_nms or {})
+        if test_input_size is not None:
+            test_input_size = tuple(int(v) for v in test_input_size)
+            if len(test_input_size) != 2 or min(test_input_size) <= 0:
+                raise ValueError(f"test_input_size must be (H, W) > 0, got {test_input_size}")
+        self.test_input_size = test_input_size
 
     @property
     def use_apm(self) -> bool:
@@ -172,6 +185,7 @@ class PADet(AssignmentDetector):
         )
         ret.update(use_apm=p.USE_APM, promote=promote, theta=theta, neg_pos_ratio=p.NEG_POS_RATIO)
         ret.update(apm_neg_pos_ratio=p.APM_NEG_POS_RATIO)
+        ret["test_input_size"] = (p.INPUT_SIZE, p.INPUT_SIZE) if p.TEST_WARP else None
         ret["soft_nms"] = dict(
             method=p.SOFT_NMS_METHOD,
             iou_threshold=p.SOFT_NMS_IOU,
@@ -269,6 +283,32 @@ class PADet(AssignmentDetector):
         return losses
 
     # ------------------------------------------------------------------ inference
+    def forward(self, batched_inputs: List[Dict[str, Tensor]]):
+        if not self.training and self.test_input_size is not None:
+            batched_inputs = [self._warp_to_test_input_size(x) for x in batched_inputs]
+        return super().forward(batched_inputs)
+
+    def _warp_to_test_input_size(self, item: Dict[str, Tensor]) -> Dict[str, Tensor]:
+        """``item`` with its image warped to ``test_input_size`` (a new dict; the output frame,
+        "height" / "width", stays the given one or the image's own size)."""
+        image = item["image"]
+        height, width = image.shape[-2:]
+        if (height, width) == self.test_input_size:
+            return item
+        warped = F.interpolate(
+            image[None].float(),
+            size=self.test_input_size,
+            mode="bilinear",
+            align_corners=False,
+            antialias=True,
+        )[0]
+        return {
+            **item,
+            "image": warped,
+            "height": item.get("height", height),
+            "width": item.get("width", width),
+        }
+
     def inference_single_image(self, anchors, strides, preds, image_size):
         if self.promote:  # detections are decoded from the promoted anchors
             promoted = []
