@@ -174,6 +174,20 @@ def test_fam_with_zero_offsets_is_a_plain_3x3_conv():
         assert torch.allclose(other(x, apm_reg), plain), mode
 
 
+def test_fam_implicit_offsets_come_from_a_3x3_conv_of_the_features():
+    """Table 1 (a), a standard DCN: each tap's offset reads the 3 x 3 neighbourhood of the
+    features (a 1 x 1 offset conv would see only its own location)."""
+    fam = FeatureAlignment(8, num_anchors=6, mode="implicit")
+    assert fam.offset_conv.kernel_size == (3, 3) and fam.offset_conv.padding == (1, 1)
+    torch.manual_seed(0)
+    torch.nn.init.normal_(fam.offset_conv.weight)
+    x = torch.zeros(1, 8, 5, 5)
+    x[..., 2, 3] = 1.0  # one non-zero location: its left neighbour (2, 2) sees it
+    offsets = fam.offsets(x, None)
+    assert offsets.shape == (1, 18, 5, 5)
+    assert offsets[..., 2, 2].abs().sum() > 0 and offsets[..., 0, 0].abs().sum() == 0
+
+
 def test_fam_shared_offset_equals_a_shifted_sampling_grid():
     """c = (dy, dx) = (1, 2) for all taps samples x at (y + 1, x + 2): the plain conv of the
     shifted map (zeros beyond the border). Row 0 and column 0 differ by construction (the

@@ -46,8 +46,8 @@ def _conv(in_channels, out_channels, kernel_size, std=0.01, bias=0.0):
     return conv
 
 
-def _zero_conv(in_channels, out_channels):
-    conv = nn.Conv2d(in_channels, out_channels, 1)
+def _zero_conv(in_channels, out_channels, kernel_size=1):
+    conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
     nn.init.zeros_(conv.weight)
     nn.init.zeros_(conv.bias)
     return conv
@@ -72,7 +72,7 @@ class FeatureAlignment(nn.Module):
         nn.init.kaiming_normal_(self.weight, mode="fan_out", nonlinearity="relu")
         A = num_anchors
         if mode == "implicit":
-            self.offset_conv = _zero_conv(channels, 18)
+            self.offset_conv = _zero_conv(channels, 18, kernel_size=3)  # a standard DCN's
         if mode in ("location", "disentangled"):
             self.f_loc = _zero_conv(2 * A, 2)
         if mode in ("shape", "disentangled"):
