@@ -338,8 +338,9 @@ def test_losses_follow_eq6_and_eq7(lazy_model):
         return losses_fn(inputs, preds, result)
 
     model.losses = spy
-    with EventStorage():
+    with EventStorage() as storage:
         losses = model(make_batch(2, size=64, seed=5))
+        logged = storage.latest()
     inputs, preds, result = captured["inputs"], captured["preds"], captured["result"]
     pos = result.labels.lt(NUM_CLASSES) & result.labels.ge(0)
     P = int(pos.sum())
@@ -354,6 +355,9 @@ def test_losses_follow_eq6_and_eq7(lazy_model):
     assert torch.equal(result.weights[n, r], w) and (w > 0).all()
     expected_box = 2.0 * (w * (1 - giou)).sum() / max(float(w.sum()), 1.0)
     assert losses["loss_dla_box"].item() == pytest.approx(expected_box.item(), rel=1e-4)
+    # the divisors are in the log: sum(w) for the box loss, N_pos for the others
+    assert logged["dla/loss_normalizer_weights"][0] == pytest.approx(max(float(w.sum()), 1.0))
+    assert logged["dla/loss_normalizer"][0] == max(P, 1)
     # Eq. 7 written out: positives |c - m|^2 BCE(c, m), negatives c^2 BCE(c, 0)
     c = torch.sigmoid(preds["metric"][..., 0].float())
     t = result.extras["metric"]

@@ -665,8 +665,9 @@ def _losses_with(model, normalizer, batch):
     model.ema_normalizer, model.losses = record, capture
     try:
         torch.manual_seed(0)
-        with EventStorage():
+        with EventStorage() as storage:
             losses = model(batch)
+            seen["logged"] = {k: v for k, (v, _) in storage.latest().items() if "normalizer" in k}
     finally:
         del model.ema_normalizer, model.losses
         model.normalizer_type = "positives"
@@ -689,6 +690,8 @@ def test_loss_normalizer_choices(tiny_retinanet):
     assert 0 < expected_soft < float(pos.sum())
     matched, seen_matched = _losses_with(model, "retinanet_matched", batch)
     assert seen_matched["loss_normalizer"] == _independent_retinanet_positives(seen["inputs"])
+    for s in (seen, seen_soft, seen_matched):  # the divisor is in the log (momentum 0: = value)
+        assert s["logged"]["noisy/loss_normalizer"] == pytest.approx(s["loss_normalizer"])
     for key in ("loss_noisy_cls", "loss_noisy_box"):
         unnormalised = float(base[key]) * seen["loss_normalizer"]
         assert float(soft[key]) * seen_soft["loss_normalizer"] == pytest.approx(unnormalised, 1e-4)

@@ -189,6 +189,7 @@ class AssignmentDetector(DenseDetector):
         self.vis_period = vis_period
         self.input_format = input_format
         self._step_normalizers: Dict[str, float] = {}
+        self._logged_normalizers: Dict[str, float] = {}
 
     # ------------------------------------------------------------------ config
     @classmethod
@@ -332,8 +333,11 @@ class AssignmentDetector(DenseDetector):
         storage.put_scalar("num_pos_per_gt", num_pos / max(num_gt, 1))
 
     def ema_normalizer(self, value: float, name: str = "loss_normalizer") -> float:
-        """EMA (per process, as Detectron2's RetinaNet/FCOS) of a loss normaliser, at least 1."""
-        return self._ema_update(name, max(value, 1.0), 100, momentum=self.loss_normalizer_momentum)
+        """EMA (per process, as Detectron2's RetinaNet/FCOS) of a loss normaliser, at least 1;
+        kept for this step's log (:meth:`log_normalizers`)."""
+        value = self._ema_update(name, max(value, 1.0), 100, momentum=self.loss_normalizer_momentum)
+        self._logged_normalizers[name] = value
+        return value
 
     def positives_normalizer(
         self, result: AssignResult, target_set: str = "anchors", name: Optional[str] = None
@@ -356,12 +360,25 @@ class AssignmentDetector(DenseDetector):
     ) -> Dict[str, Tensor]:
         """classification + box + auxiliary terms (each a hook). A staged assigner's last stage
         may have its own inputs (e.g. promoted anchors): those are used when present."""
-        self._step_normalizers = {}
+        self._step_normalizers, self._logged_normalizers = {}, {}
         inputs = result.inputs if result.inputs is not None else inputs
         losses = self.classification_loss(inputs, preds, result)
         losses.update(self.box_loss(inputs, preds, result))
         losses.update(self.auxiliary_losses(inputs, preds, result))
+        self.log_normalizers()
         return losses
+
+    def log_normalizers(self) -> None:
+        """This step's loss normalisers (the EMA values the losses were divided by) as
+        ``<loss_prefix>/<name>``: ``loss_normalizer`` (the positives' count, or the method's
+        choice), ``loss_normalizer_weights`` (the box weights' sum), ``loss_normalizer_<set>`` (a
+        target set's or a stage's): what sets each loss's scale."""
+        try:
+            storage = get_event_storage()
+        except AssertionError:  # called outside a trainer (tests, notebooks)
+            return
+        for name, value in self._logged_normalizers.items():
+            storage.put_scalar(f"{self.loss_prefix}/{name}", value)
 
     def classification_targets(self, result: TargetSet) -> Tuple[Tensor, Tensor]:
         """(N, S, K) float targets and (N, S) bool mask of elements that contribute."""

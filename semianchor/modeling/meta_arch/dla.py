@@ -185,24 +185,6 @@ class DLA(DLAAlphaSchedule, AssignmentDetector):
                 storage.put_scalar(f"dla/pos_ltrb_{side}_zero", share)
 
     # ------------------------------------------------------------------ losses and scores
-    def losses(self, inputs, preds, result) -> Dict[str, Tensor]:
-        """The base's losses; also logs the normalisers they used (``dla/box_normalizer``: the
-        EMA of sum(w) or of N_pos that divides the box loss; ``dla/pos_normalizer``: N_pos's)."""
-        losses = super().losses(inputs, preds, result)
-        try:
-            storage = get_event_storage()
-        except AssertionError:
-            return losses
-        name = "loss_normalizer_weights" if self.box_loss_weighting == "assigner" else None
-        if name and self.box_loss_normalizer == "weights" and hasattr(self, name):
-            storage.put_scalar("dla/box_normalizer", float(getattr(self, name)))
-        else:
-            storage.put_scalar(
-                "dla/box_normalizer", float(self._step_normalizers["loss_normalizer"])
-            )
-        storage.put_scalar("dla/pos_normalizer", float(self._step_normalizers["loss_normalizer"]))
-        return losses
-
     def auxiliary_losses(self, inputs, preds, result) -> Dict[str, Tensor]:
         """Eq. 7: quality focal loss toward m (positives) and 0 (negatives), no alpha, / N_pos."""
         if "metric" not in result.extras or result.weights is None:
