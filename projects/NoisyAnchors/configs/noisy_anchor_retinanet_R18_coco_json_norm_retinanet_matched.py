@@ -1,6 +1,7 @@
 """Noisy Anchors' loss normaliser ablation (the paper does not state it), on a COCO json such as
 BCCD: ``configs/quickstart/noisy_anchor_retinanet_R18_coco_json.py`` with
-``model.normalizer_type="retinanet_matched"`` (see ``NoisyAnchorRetinaNet``). Not run yet: e.g.
+``model.normalizer_type="retinanet_matched"`` (see ``NoisyAnchorRetinaNet``); BCCD results
+in projects/NoisyAnchors/README.md ("Loss normaliser"). Run alone, e.g.
 
     python tools/lazyconfig_train_net.py --config-file \
         projects/NoisyAnchors/configs/noisy_anchor_retinanet_R18_coco_json_norm_retinanet_matched.py \
