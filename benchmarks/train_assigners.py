@@ -119,10 +119,27 @@ def portable_command(command: str, dataset: str) -> str:
     return command.replace(REPO + os.sep, "")
 
 
+def record_command(command: str, dataset: str, output_dir: str) -> str:
+    """A run's command as its record shows it: :func:`portable_command`, and an absolute
+    ``--output-dir`` (a folder outside the repository) as ``$OUTPUT_DIR``."""
+    shown = portable_command(command, dataset)
+    if os.path.isabs(output_dir):
+        shown = shown.replace(output_dir.rstrip(os.sep), "$OUTPUT_DIR")
+    return shown
+
+
 def _shown_dir(path: str) -> str:
     """A run folder as a record shows it: relative to the repository when inside it."""
     path = os.path.abspath(os.path.join(REPO, path))
     return os.path.relpath(path, REPO) if path.startswith(REPO + os.sep) else "$OUTPUT_DIR"
+
+
+def run_max_iter(config_yaml: str) -> int:
+    """``train.max_iter`` of a run's saved LazyConfig: the schedule really run (not a model's own
+    ``max_iter``, such as DLA's alpha-schedule length, which the text may list first)."""
+    from detectron2.config import LazyConfig
+
+    return int(LazyConfig.load(config_yaml).train.max_iter)
 
 
 def run_one(args, method):
@@ -153,7 +170,7 @@ def run_one(args, method):
             f"dataloader.test.dataset.image_root={args.image_root}",
         ]
     overrides += args.opts
-    shown = portable_command(" ".join(cmd[1:] + overrides), args.name)
+    shown = record_command(" ".join(cmd[1:] + overrides), args.name, args.output_dir)
     print(f"[{method}] python {shown}", flush=True)
     os.makedirs(output_dir, exist_ok=True)
     start = time.time()
@@ -166,8 +183,7 @@ def run_one(args, method):
         )
     output_dir = os.path.join(REPO, output_dir)  # a relative --output-dir is below the repo
     metrics, _ = final_metrics(output_dir)
-    with open(os.path.join(output_dir, "config.yaml")) as f:  # the schedule really run
-        iteration = int(re.search(r"^  max_iter: (\d+)", f.read(), re.M).group(1))
+    iteration = run_max_iter(os.path.join(output_dir, "config.yaml"))
     result = {
         "method": method,
         "dataset": args.name,
@@ -226,6 +242,10 @@ def write_table(results_dir=RESULTS, output_dir=os.path.join("output", "bench"),
         "(`retinanet_head_norm` in `configs/common/quickstart.py`); the `*_normfree_head` rows "
         "are the",
         "same configs before that change (commit 7905583, the COCO configs' norm-free head).",
+        "A row's extra overrides (ablations: `bccd_noisy_ablation_*`, `bccd_dla_relu*` = DLA with "
+        "the",
+        "plain ReLU on the ltrb distances instead of the quickstart's straight-through one) end "
+        "its command.",
         "",
         "| dataset | method | iters | AP | AP50 | AP75 | APs | APm | APl | wall (s) |",
         "|---|---|---|---|---|---|---|---|---|---|",

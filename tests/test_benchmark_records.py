@@ -72,3 +72,30 @@ def test_write_table_goes_where_it_is_told(tmp_path):
     text = table.read_text()
     assert "| mini | atss | 3 |" in text and "$MINI/a.json" in text and "/srv/" not in text
     assert "/srv/" not in (results / "atss.json").read_text()
+
+
+def test_record_command_hides_an_absolute_output_dir():
+    ta = _train_assigners()
+    command = (
+        "tools/lazyconfig_train_net.py --config-file configs/quickstart/dla_R18_coco_json.py "
+        "train.output_dir=/srv/runs/bccd/dla train.seed=1"
+    )
+    out = ta.record_command(command, "bccd", "/srv/runs/")
+    assert "/srv/" not in out and "train.output_dir=$OUTPUT_DIR/bccd/dla" in out
+    assert ta.record_command(command, "bccd", "output/bench") == ta.portable_command(
+        command, "bccd"
+    )
+
+
+def test_recorded_iterations_are_the_runs_train_max_iter(tmp_path):
+    """A DLA run's config.yaml lists the model's own max_iter (alpha's schedule, the config's
+    300) before train.max_iter (the 150 really run): the record takes the latter."""
+    from detectron2.config import LazyConfig
+
+    cfg = LazyConfig.load(os.path.join(REPO, "configs/quickstart/dla_R18_coco_json.py"))
+    cfg.train.max_iter = 150
+    path = str(tmp_path / "config.yaml")
+    LazyConfig.save(cfg, path)
+    text = open(path).read()
+    assert text.index("max_iter: 300") < text.index("max_iter: 150")
+    assert _train_assigners().run_max_iter(path) == 150
