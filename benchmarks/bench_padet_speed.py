@@ -15,9 +15,7 @@ runs, batch 1, ``--threads`` intra-op threads; images/s = 1000 / median ms.
 """
 
 import argparse
-import json
 import os
-import platform
 import sys
 
 import torch
@@ -25,7 +23,7 @@ import torch
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from bench_sad_inference import time_model  # noqa: E402  # isort: skip  (benchmarks/ script)
+import bench_sad_inference as speed  # noqa: E402  # isort: skip  (benchmarks/ script)
 from detectron2.config import LazyConfig, instantiate  # noqa: E402
 
 CONFIGS = {
@@ -52,7 +50,7 @@ def main():
             model = instantiate(cfg.model).eval()
             image = torch.randint(0, 255, (3, size, size), dtype=torch.uint8).float()
             # the test mapper resizes to the square input; detections go back to a 640x480 photo
-            median, times, dets = time_model(
+            median, times, dets = speed.time_model(
                 model, image, args.warmup, args.repeats, height=480, width=640
             )
             rows.append(
@@ -70,15 +68,8 @@ def main():
                 f"{1000.0 / median:6.2f} images/s  ({dets} detections)",
                 flush=True,
             )
-    result = {
-        "command": "python " + " ".join(["benchmarks/bench_padet_speed.py"] + sys.argv[1:]),
-        "machine": f"{platform.machine()} {os.cpu_count()} cpus, {args.threads} threads, "
-        f"torch {torch.__version__}",
-        "rows": rows,
-    }
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(result, f, indent=1)
+    command = "python " + " ".join(["benchmarks/bench_padet_speed.py"] + sys.argv[1:])
+    speed.write_record(args.out, command, args.threads, rows)
 
 
 if __name__ == "__main__":

@@ -63,6 +63,18 @@ def time_model(model, image, warmup, repeats, height=None, width=None):
     return statistics.median(times), times, len(out[0]["instances"])
 
 
+def write_record(path, command, threads, rows, **extra):
+    """The speed record (command, machine, rows and ``extra`` fields) as json at ``path``; nothing
+    when ``path`` is empty."""
+    if not path:
+        return
+    machine = (
+        f"{platform.machine()} {os.cpu_count()} cpus, {threads} threads, torch {torch.__version__}"
+    )
+    with open(path, "w") as f:
+        json.dump(dict(command=command, machine=machine, **extra, rows=rows), f, indent=1)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--repeats", type=int, default=11)
@@ -93,16 +105,8 @@ def main():
                 )
             )
             print(f"{name:14s} {mode:5s} median {median:8.1f} ms  ({dets} detections)", flush=True)
-    result = {
-        "command": "python " + " ".join(sys.argv),
-        "machine": f"{platform.machine()} {os.cpu_count()} cpus, {args.threads} threads, "
-        f"torch {torch.__version__}",
-        "image": list(args.size),
-        "rows": rows,
-    }
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(result, f, indent=1)
+    command = "python " + " ".join(sys.argv)
+    write_record(args.out, command, args.threads, rows, image=list(args.size))
 
 
 if __name__ == "__main__":

@@ -162,20 +162,16 @@ def test_compute_assignment_matches_atss_rule():
         assert "ATSS" in a.method
 
 
-@pytest.mark.parametrize(
-    "config",
-    ["dla_R18_shapes.py", "noisy_anchor_retinanet_R18_shapes.py", "atss_anchor_free_R18_shapes.py"],
-)
-def test_compute_assignment_other_methods(config):
-    """Prediction-aware (DLA, cleanliness) and anchor-free assigners are drawn from the model's
-    own training path: every image with objects gets positives matched to real GTs."""
+def _assign_two_tiny_images(config):
+    """``compute_assignment`` of an untrained ``configs/<config>`` model on two tiny shapes
+    images with objects; checks that every image gets positives matched to its real GTs."""
     from detectron2.config import LazyConfig, instantiate
     from detectron2.data import DatasetMapper
 
     from semianchor.data import load_shapes
     from semianchor.engine.report import compute_assignment
 
-    cfg = LazyConfig.load(os.path.join(REPO, "configs", "quickstart", config))
+    cfg = LazyConfig.load(os.path.join(REPO, "configs", config))
     torch.manual_seed(0)
     model = instantiate(cfg.model)
     if hasattr(model, "set_training_schedule"):  # DLA's alpha follows the training progress
@@ -187,6 +183,18 @@ def test_compute_assignment_other_methods(config):
         m = len(record["annotations"])
         assert len(a.gt_boxes) == m and len(a.anchor_boxes) > 0
         assert 0 <= a.matched_gt.min() and a.matched_gt.max() < m
+    return model, results
+
+
+@pytest.mark.parametrize(
+    "config",
+    ["dla_R18_shapes.py", "noisy_anchor_retinanet_R18_shapes.py", "atss_anchor_free_R18_shapes.py"],
+)
+def test_compute_assignment_other_methods(config):
+    """Prediction-aware (DLA, cleanliness) and anchor-free assigners are drawn from the model's
+    own training path: every image with objects gets positives matched to real GTs."""
+    model, results = _assign_two_tiny_images(os.path.join("quickstart", config))
+    for a in results:
         assert type(model).__name__ in a.method
 
 
@@ -238,23 +246,10 @@ def test_compute_assignment_detectron2_baselines(config):
     """Issue 15, bullet 3: Detectron2's own RetinaNet / FCOS (our baselines) are drawn from their
     label_anchors: RetinaNet's positives have IoU >= 0.5 with their GT or are its best anchor;
     FCOS's positives have their centre inside their GT."""
-    from detectron2.config import LazyConfig, instantiate
-    from detectron2.data import DatasetMapper
     from detectron2.structures import Boxes, pairwise_iou
 
-    from semianchor.data import load_shapes
-    from semianchor.engine.report import compute_assignment
-
-    cfg = LazyConfig.load(os.path.join(REPO, "configs", config))
-    torch.manual_seed(0)
-    model = instantiate(cfg.model)
-    mapper = DatasetMapper(is_train=True, augmentations=[], image_format="BGR")
-    records = [r for r in load_shapes("semianchor_shapes_tiny") if r["annotations"]][:2]
-    results = compute_assignment(model, [mapper(dict(r)) for r in records])
-    for record, a in zip(records, results):
-        m = len(record["annotations"])
-        assert len(a.gt_boxes) == m and len(a.anchor_boxes) > 0
-        assert 0 <= a.matched_gt.min() and a.matched_gt.max() < m
+    _, results = _assign_two_tiny_images(config)
+    for a in results:
         assert "Detectron2's label_anchors" in a.method
         gt = torch.as_tensor(a.gt_boxes)[torch.as_tensor(a.matched_gt)]
         if "retinanet" in config:

@@ -2,18 +2,15 @@
 VGG-16 512 config (7 levels 64 ... 1, SAD_PADET.md P2) with the ResNet-101 encoder of
 ``padet_R101_384.py`` and one more extra block (C3-C5 at 64, 32, 16; extras 8, 4, 2; D7 = 1)."""
 
-from detectron2.config import LazyCall as L
 from detectron2.config import LazyConfig
-
-from semianchor.modeling.backbone.encoder_decoder import ResNetEncoder
 
 model, dataloader, optimizer, lr_multiplier, train = LazyConfig.load_rel(
     "padet_VGG16_512.py", ("model", "dataloader", "optimizer", "lr_multiplier", "train")
 )
+_r101_model, _r101_train = LazyConfig.load_rel("padet_R101_384.py", ("model", "train"))
 
-model.backbone.encoder = L(ResNetEncoder)(
-    depth=101, num_extra=3, norm="FrozenBN", stride_in_1x1=True, freeze_at=2
-)
-model.pixel_std = [1.0, 1.0, 1.0]  # MSRA's weights expect mean-subtracted 0-255 BGR
-train.init_checkpoint = "detectron2://ImageNetPretrained/MSRA/R-101.pkl"
+model.backbone.encoder = _r101_model.backbone.encoder
+model.backbone.encoder.num_extra = 3
+model.pixel_std = _r101_model.pixel_std
+train.init_checkpoint = _r101_train.init_checkpoint
 train.output_dir = "./output/padet_R101_512"
