@@ -1,18 +1,23 @@
 #!/usr/bin/env python
-"""Fixed-seed training losses of every shipped method, to check that a refactoring of the shared
-detector base changes no behaviour (issue 10: "the same losses before and after the redesign").
+"""Fixed-seed training losses of every shipped method, to check that a refactoring or a new kernel
+changes no behaviour: the same losses before and after.
 
 For each method: the COCO-Detection config, shrunk as the tests shrink it (R-18, 64-channel FPN,
-2-conv head, 3 classes, from scratch), trained for ``--iters`` SGD steps on the first images of the
-embedded ``semianchor_shapes_tiny`` split (128 px, deterministic mapping: no augmentation), batch 2,
-one intra-op thread, seed 0. Every loss term of every iteration is written to a json; ``--compare``
-checks two such files term by term (exact equality by default).
+2-conv head, 4 classes, from scratch; SAD and PADet: their quickstart configs, which are that
+already, PADet with its own R-18 encoder-decoder), trained for ``--iters`` SGD steps on the first
+images of the embedded ``semianchor_shapes_tiny`` split (128 px, deterministic mapping: no
+augmentation), batch 2, one intra-op thread, seed 0. Every loss term of every iteration is written
+to a json; ``--compare`` checks two such files term by term (exact equality by default, or within
+``--rtol``). ``--override METHOD:KEY=VALUE`` changes one method's config (e.g. the kernel a
+component uses). A float32 trajectory repeats bit for bit on one machine and torch build; on
+another CPU the float rounding differs from the first iterations and grows along the trajectory.
 
     python benchmarks/loss_equivalence.py --out before.json
     python benchmarks/loss_equivalence.py --out after.json --compare before.json
 """
 
 import argparse
+import copy
 import json
 import os
 import sys
@@ -33,6 +38,8 @@ import semianchor.data  # noqa: E402,F401  (registers the embedded splits)
 CHANNELS = 64
 NUM_CLASSES = 4  # the shapes classes
 
+# method -> config: the COCO-Detection configs are shrunk by ``shrink``; the quickstart configs
+# (SAD, PADet: already R-18 / 64-channel / 4 classes) are used as they are
 METHODS = {
     "atss": "configs/COCO-Detection/atss_R_50_FPN_1x.py",
     "atss_anchor_free": "configs/COCO-Detection/atss_anchor_free_R_50_FPN_1x.py",
@@ -40,6 +47,8 @@ METHODS = {
     "dla_anchor_based": "projects/DLA/configs/dla_anchor_based_R_50_FPN_1x.py",
     "noisy_anchor_retinanet": "configs/COCO-Detection/noisy_anchor_retinanet_R_50_FPN_1x.py",
     "noisy_anchor_rpn": "configs/COCO-Detection/noisy_anchor_faster_rcnn_R_50_FPN_1x.py",
+    "sad": "configs/quickstart/sad_R18_shapes.py",
+    "padet": "configs/quickstart/padet_R18_shapes.py",  # APM + FAM (disentangled, D1-D4)
 }
 
 
@@ -78,24 +87,50 @@ def batches(num_images: int, batch_size: int):
     return [mapped[i : i + batch_size] for i in range(0, len(mapped), batch_size)]
 
 
-def run(method: str, iters: int):
+def with_fam_impl(model, impl: str):
+    """A copy of ``model`` (same weights, same EMA state) whose PADet feature alignment runs the
+    deformable conv with ``impl``; None when the model has no deformable FAM."""
+    from semianchor.modeling.heads.padet_head import FeatureAlignment
+
+    if not any(isinstance(m, FeatureAlignment) and m.mode != "none" for m in model.modules()):
+        return None
+    twin = copy.deepcopy(model)
+    for m in twin.modules():
+        if isinstance(m, FeatureAlignment):
+            m.impl = impl
+    return twin
+
+
+def run(method: str, iters: int, overrides=(), paired_fam_impl=None):
+    """The loss history, and with ``paired_fam_impl`` the per-step maximum relative difference
+    of every loss term to the same step computed (same weights, batch and EMA state) by a copy
+    whose FAM uses that deformable-conv implementation."""
     cfg = LazyConfig.load(os.path.join(REPO, METHODS[method]))
+    if "/quickstart/" not in METHODS[method]:
+        cfg.model = shrink(cfg.model, rcnn="roi_heads" in cfg.model)
+    cfg = LazyConfig.apply_overrides(cfg, list(overrides))
     torch.manual_seed(0)
-    model = instantiate(shrink(cfg.model, rcnn="roi_heads" in cfg.model))
+    model = instantiate(cfg.model)
     model.train()
     opt = torch.optim.SGD(model.parameters(), lr=0.005, momentum=0.9, weight_decay=1e-4)
     data = batches(8, 2)
-    history = []
+    history, paired = [], []
     with EventStorage(0) as storage:
         for it in range(iters):
             storage.iter = it
+            twin = with_fam_impl(model, paired_fam_impl) if paired_fam_impl else None
+            if twin is not None:
+                twin_losses = {k: float(v.detach()) for k, v in twin(data[it % len(data)]).items()}
             losses = model(data[it % len(data)])
             total = sum(losses.values())
             opt.zero_grad()
             total.backward()
             opt.step()
-            history.append({k: float(v) for k, v in sorted(losses.items())})
-    return history
+            history.append({k: float(v.detach()) for k, v in sorted(losses.items())})
+            if twin is not None:
+                a, b = history[-1], twin_losses
+                paired.append(max(abs(a[k] - b[k]) / max(abs(b[k]), 1e-12) for k in a))
+    return history, paired
 
 
 def main():
@@ -105,19 +140,47 @@ def main():
     p.add_argument("--methods", nargs="*", default=list(METHODS))
     p.add_argument("--compare", help="an earlier --out file: report every difference")
     p.add_argument("--rtol", type=float, default=0.0, help="relative tolerance (0: exact)")
+    p.add_argument(
+        "--override",
+        action="append",
+        default=[],
+        metavar="METHOD:KEY=VALUE",
+        help="a config override for one method, e.g. padet:model.head.fam_impl=torchvision",
+    )
+    p.add_argument(
+        "--paired-fam-impl",
+        choices=["sampled", "torchvision"],
+        help="also compute every step of a model with a deformable FAM with this implementation "
+        "from the same weights and batch, and report the per-step relative difference",
+    )
     args = p.parse_args()
     torch.set_num_threads(1)
-    results = {}
+    overrides = {m: [] for m in args.methods}
+    for item in args.override:
+        method, _, kv = item.partition(":")
+        if method not in overrides or "=" not in kv:
+            p.error(f"--override {item!r}: expected METHOD:KEY=VALUE with METHOD in {args.methods}")
+        overrides[method].append(kv)
+    results, paired = {}, {}
     for m in args.methods:
-        results[m] = run(m, args.iters)
+        results[m], diffs = run(m, args.iters, overrides[m], args.paired_fam_impl)
+        if diffs:
+            paired[m] = diffs
+            print(
+                f"{m}: per-step losses with FAM impl {args.paired_fam_impl} from the same "
+                f"weights and batch: max relative difference {max(diffs):.3g}"
+            )
         last = results[m][-1]
         print(
             f"{m}: iteration {args.iters - 1}: "
             + ", ".join(f"{k}={v:.6f}" for k, v in last.items())
         )
-    meta = {"torch": torch.__version__, "iters": args.iters}
+    meta = {"torch": torch.__version__, "iters": args.iters, "overrides": args.override}
+    record = {"meta": meta, "losses": results}
+    if paired:
+        record["paired_fam_impl"] = {"impl": args.paired_fam_impl, "max_rel_diff_per_step": paired}
     with open(args.out, "w") as f:
-        json.dump({"meta": meta, "losses": results}, f, indent=1)
+        json.dump(record, f, indent=1)
     if args.compare:
         with open(args.compare) as f:
             ref = json.load(f)["losses"]

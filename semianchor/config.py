@@ -110,6 +110,7 @@ def add_semianchor_config(cfg: CN) -> CN:
     _C.PADET.FAM_MODE = "disentangled"
     _C.PADET.FAM_LEVELS = 4
     _C.PADET.FAM_GRAD_MUL = 0.0
+    _C.PADET.FAM_IMPL = "auto"  # the deformable conv: "auto", "sampled" or "torchvision"
     _C.PADET.USE_APM = True
     _C.PADET.PROMOTE = True
     _C.PADET.THETA = 0.01  # < 0: no theta rule / gate

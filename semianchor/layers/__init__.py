@@ -12,6 +12,7 @@ from .atss import (
     infer_level_grids,
     num_candidates,
 )
+from .deform_conv import DEFORM_CONV_IMPLS, deform_conv2d, deform_conv2d_reference
 from .iou_after_regression import (
     box_area,
     decode_boxes,
@@ -37,6 +38,9 @@ __all__ = [
     "atss_candidates",
     "atss_candidates_reference",
     "box_area",
+    "DEFORM_CONV_IMPLS",
+    "deform_conv2d",
+    "deform_conv2d_reference",
     "decode_boxes",
     "infer_level_grids",
     "iou_match_levels",

@@ -3,8 +3,10 @@ promotion module (APM: a positive logit and 4 coarse deltas per anchor) and the 
 (CBR3-256, the feature alignment module, then sibling softmax-classification and regression
 convs). Levels differ in A_l (6 and 4), so every predictor is per level (SSD-style, unshared).
 
-Feature alignment (FAM): a 3x3 deformable conv (``torchvision.ops.deform_conv2d``; torchvision's
-offset layout: per tap k = 3i + j, channel 2k = dy, 2k + 1 = dx, in feature pixels) whose offsets
+Feature alignment (FAM): a 3x3 deformable conv (:func:`semianchor.layers.deform_conv2d`, DCNv1 with
+torchvision's offset layout: per tap k = 3i + j, channel 2k = dy, 2k + 1 = dx, in feature pixels;
+``fam_impl`` picks its implementation: "auto" is the multi-threaded grid-sampling formulation on
+CPU and torchvision's kernel on CUDA, "sampled" / "torchvision" force one) whose offsets
 come from the APM regression of the location's A anchors (detached by default, P5):
 X_l = the (dx, dy) deltas (2A channels), X_s = the (dw, dh) deltas (2A channels), and (Table 1)
 
@@ -29,8 +31,8 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 from torch import nn
-from torchvision.ops import deform_conv2d
 
+from ...layers.deform_conv import DEFORM_CONV_IMPLS, deform_conv2d
 from .dense_head import HeadOutput
 
 __all__ = ["FeatureAlignment", "PADetHead", "FAM_MODES", "FAM_MODES_WITHOUT_APM"]
@@ -56,14 +58,23 @@ def _zero_conv(in_channels, out_channels, kernel_size=1):
 class FeatureAlignment(nn.Module):
     """The FAM of one level: a 3x3 (deformable) conv ``channels -> channels`` + ReLU whose offsets
     follow ``mode`` (module docstring). ``forward(x, apm_reg)``: x (N, C, H, W), apm_reg
-    (N, 4A, H, W) deltas (dx, dy, dw, dh per anchor); None for the modes that do not read it."""
+    (N, 4A, H, W) deltas (dx, dy, dw, dh per anchor); None for the modes that do not read it.
+    ``impl``: the deformable conv's implementation (``semianchor.layers.deform_conv2d``)."""
 
     def __init__(
-        self, channels: int, num_anchors: int, mode: str = "disentangled", grad_mul: float = 0.0
+        self,
+        channels: int,
+        num_anchors: int,
+        mode: str = "disentangled",
+        grad_mul: float = 0.0,
+        impl: str = "auto",
     ):
         super().__init__()
         if mode not in FAM_MODES:
             raise ValueError(f"FAM mode must be one of {FAM_MODES}, got {mode!r}")
+        if impl not in DEFORM_CONV_IMPLS:
+            raise ValueError(f"FAM impl must be one of {DEFORM_CONV_IMPLS}, got {impl!r}")
+        self.impl = impl
         if not 0.0 <= grad_mul <= 1.0:
             raise ValueError(f"FAM grad_mul must be in [0, 1], got {grad_mul}")
         self.mode, self.grad_mul, self.num_anchors = mode, float(grad_mul), num_anchors
@@ -108,7 +119,8 @@ class FeatureAlignment(nn.Module):
             y = nn.functional.conv2d(x, self.weight, self.bias, padding=1)
         else:
             offset = self.offsets(x, apm_reg)
-            # torchvision's CPU deform_conv2d has no bf16/fp16 kernel: run it in fp32 (autocast off)
+            # in fp32 under autocast (torchvision's CPU kernel has no bf16/fp16 version, and the
+            # sample positions want the precision)
             with torch.autocast(x.device.type, enabled=False):
                 dtype = torch.promote_types(x.dtype, torch.float32)
                 y = deform_conv2d(
@@ -117,6 +129,7 @@ class FeatureAlignment(nn.Module):
                     self.weight.to(dtype),
                     self.bias.to(dtype),
                     padding=(1, 1),
+                    impl=self.impl,
                 )
         return torch.relu(y)
 
@@ -133,7 +146,8 @@ class PADetHead(nn.Module):
         input_shape: the decoded levels' ShapeSpecs (equal channels C).
         num_classes: K. num_anchors: A_l per level.
         fam_mode: one of ``FAM_MODES``; fam_levels: how many of the first levels get a FAM (the
-            others a plain 3x3 conv); fam_grad_mul: gradient scale from the FAM into the APM.
+            others a plain 3x3 conv); fam_grad_mul: gradient scale from the FAM into the APM;
+            fam_impl: the deformable conv's implementation ("auto", "sampled", "torchvision").
         prior_prob: initial positive probability of the APM logits (SSD/RefineDet: none; we use
             the focal prior only for the APM's sigmoid so training starts stable).
         apm_scoring / apm_adjustment: build the APM's anchor scoring (APM_C) / anchor adjustment
@@ -149,6 +163,7 @@ class PADetHead(nn.Module):
         fam_mode: str = "disentangled",
         fam_levels: int = 4,
         fam_grad_mul: float = 0.0,
+        fam_impl: str = "auto",
         prior_prob: float = 0.01,
         apm_scoring: bool = True,
         apm_adjustment: bool = True,
@@ -181,7 +196,9 @@ class PADetHead(nn.Module):
             for _ in num_anchors
         )
         self.fam = nn.ModuleList(
-            FeatureAlignment(C, a, fam_mode if level < fam_levels else "none", fam_grad_mul)
+            FeatureAlignment(
+                C, a, fam_mode if level < fam_levels else "none", fam_grad_mul, fam_impl
+            )
             for level, a in enumerate(num_anchors)
         )
         self.cls_pred = nn.ModuleList(_conv(C, a * (num_classes + 1), 3) for a in num_anchors)

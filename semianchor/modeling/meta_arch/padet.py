@@ -206,6 +206,7 @@ class PADet(AssignmentDetector):
             fam_mode=p.FAM_MODE,
             fam_levels=p.FAM_LEVELS,
             fam_grad_mul=p.FAM_GRAD_MUL,
+            fam_impl=p.FAM_IMPL,
             prior_prob=cfg.MODEL.SEMIANCHOR.HEAD.PRIOR_PROB,
             apm_scoring=p.USE_APM and p.THETA >= 0,
             apm_adjustment=p.USE_APM and p.PROMOTE,
