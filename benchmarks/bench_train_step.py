@@ -21,8 +21,9 @@ momentum 0.9), timed with ``time.perf_counter`` and split by timers around the m
     backward   ``backward()``
     optimizer  ``optimizer.step()`` + ``zero_grad()``
 
-Median over ``--steps`` steps after ``--warmup`` steps, per phase and for the whole step, for each
-``--threads`` value; ratios to RetinaNet's median step in the same run.
+The models take their steps in turns (one step of each, round after round), and each reports the
+median over ``--steps`` rounds after ``--warmup`` rounds, per phase and for the whole step, for
+each ``--threads`` value; ratios to RetinaNet's median step in the same run.
 
     python benchmarks/bench_train_step.py --threads 1 2 --out benchmarks/results/train_step.json
 
@@ -193,42 +194,59 @@ def instrument(model, timer: PhaseTimer):
         model.label_anchors = timer.wrap(model.label_anchors, "assign")
 
 
-def time_steps(name: str, batch, steps: int, warmup: int):
-    model = build_model(name)
-    timer = PhaseTimer()
-    instrument(model, timer)
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-    records = []
-    with EventStorage(0) as storage:
-        for it in range(warmup + steps):
-            storage.iter = it
-            timer.totals = {}
+class Trainee:
+    """One instrumented model with its optimizer; :meth:`step` runs and times one training step."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.model = build_model(name)
+        self.timer = PhaseTimer()
+        instrument(self.model, self.timer)
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=1e-3, momentum=0.9)
+        self.records = []
+
+    def step(self, batch, it: int, record: bool):
+        timer = self.timer
+        timer.totals = {}
+        with EventStorage(it):
             t0 = time.perf_counter()
-            losses = model(batch)
+            losses = self.model(batch)
             t1 = time.perf_counter()
             loss = sum(losses.values())
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"{name}: non-finite loss at step {it}: {losses}")
+                raise FloatingPointError(f"{self.name}: non-finite loss at step {it}: {losses}")
             loss.backward()
             t2 = time.perf_counter()
-            optimizer.step()
-            optimizer.zero_grad()
+            self.optimizer.step()
+            self.optimizer.zero_grad()
             t3 = time.perf_counter()
-            if it < warmup:
-                continue
-            forward = timer.totals.get("backbone", 0.0) + timer.totals.get("head", 0.0)
-            assign = timer.totals.get("assign", 0.0)
-            records.append(
-                dict(
-                    step=t3 - t0,
-                    forward=forward,
-                    assign=assign,
-                    loss=(t1 - t0) - forward - assign,
-                    backward=t2 - t1,
-                    optimizer=t3 - t2,
-                )
+        if not record:
+            return
+        forward = timer.totals.get("backbone", 0.0) + timer.totals.get("head", 0.0)
+        assign = timer.totals.get("assign", 0.0)
+        self.records.append(
+            dict(
+                step=t3 - t0,
+                forward=forward,
+                assign=assign,
+                loss=(t1 - t0) - forward - assign,
+                backward=t2 - t1,
+                optimizer=t3 - t2,
             )
-    return {k: statistics.median(r[k] for r in records) * 1000 for k in records[0]}
+        )
+
+    def medians_ms(self):
+        return {k: statistics.median(r[k] for r in self.records) * 1000 for k in self.records[0]}
+
+
+def time_models(names, batch, steps: int, warmup: int):
+    """Round robin: every round runs one step of every model, so that a drift of the machine
+    (another process, the clock) spreads over all models instead of falling on a few."""
+    trainees = [Trainee(name) for name in names]
+    for it in range(warmup + steps):
+        for t in trainees:
+            t.step(batch, it, record=it >= warmup)
+    return {t.name: t.medians_ms() for t in trainees}
 
 
 def markdown(rows, threads):
@@ -267,10 +285,9 @@ def main():
     rows = []
     for threads in args.threads:
         torch.set_num_threads(threads)
+        medians = time_models(args.models, batch, args.steps, args.warmup)
         for name in args.models:
-            row = dict(
-                model=name, threads=threads, **time_steps(name, batch, args.steps, args.warmup)
-            )
+            row = dict(model=name, threads=threads, **medians[name])
             rows.append(row)
             print(
                 f"{threads} threads  {name:26s} step {row['step']:7.0f} ms  "
