@@ -99,3 +99,28 @@ def test_recorded_iterations_are_the_runs_train_max_iter(tmp_path):
     text = open(path).read()
     assert text.index("max_iter: 300") < text.index("max_iter: 150")
     assert _train_assigners().run_max_iter(path) == 150
+
+
+def _bench_train_step():
+    spec = importlib.util.spec_from_file_location(
+        "bench_train_step", os.path.join(REPO, "benchmarks", "bench_train_step.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_train_step_benchmark_times_every_phase_of_each_kind_of_model():
+    """The step benchmark's timers see the backbone, the head and the assignment of an
+    AssignmentDetector (ATSS), a Detectron2 dense detector (RetinaNet's label_anchors) and the
+    two-stage Noisy-Anchor Faster R-CNN, and the phases add up to the step."""
+    bench = _bench_train_step()
+    batch = bench.fixed_batch(2, image_size=(128, 128))
+    trainees = [bench.Trainee(name) for name in ("atss", "retinanet", "noisy_anchor_faster_rcnn")]
+    for t in trainees:
+        t.step(batch, 0, record=True)
+        (r,) = t.records
+        assert r["forward"] > 0 and r["assign"] > 0 and r["backward"] > 0, (t.name, r)
+        parts = r["forward"] + r["assign"] + r["loss"] + r["backward"] + r["optimizer"]
+        assert abs(parts - r["step"]) < 1e-6, (t.name, r)
+        assert r["loss"] > 0, (t.name, r)
