@@ -74,13 +74,39 @@ def get_extensions():
     ]
 
 
+def model_zoo_configs():
+    """``configs/`` ships inside the package as ``semianchor/configs`` (what
+    ``semianchor.model_zoo`` reads from an installed wheel): a link to the checkout's folder made
+    at build time (a copy where links are not allowed), then every .py / .yaml under it as package
+    data."""
+    here = os.path.dirname(os.path.realpath(__file__))
+    source, destination = os.path.join(here, "configs"), os.path.join(here, "semianchor", "configs")
+    if os.path.isdir(source):
+        if os.path.islink(destination):
+            os.unlink(destination)
+        elif os.path.isdir(destination):
+            shutil.rmtree(destination)
+        try:
+            os.symlink(os.path.join("..", "configs"), destination)
+        except OSError:
+            shutil.copytree(source, destination)
+    return [
+        os.path.relpath(path, os.path.join(here, "semianchor"))
+        for ext in ("py", "yaml")
+        for path in glob.glob(os.path.join(destination, "**", f"*.{ext}"), recursive=True)
+    ]
+
+
 setup(
     name="semianchor",
     version="0.1.0",
     description="Detectron2 library of one-stage detectors that differ by label assignment",
     packages=find_packages(exclude=("tests", "tests.*", "configs", "tools", "benchmarks")),
     # the builtin dataset (BCCD: jsons, images, licence, provenance) ships inside the package
-    package_data={"semianchor.data": ["builtin/*/*.*", "builtin/*/LICENSE", "builtin/*/*/*"]},
+    package_data={
+        "semianchor.data": ["builtin/*/*.*", "builtin/*/LICENSE", "builtin/*/*/*"],
+        "semianchor": model_zoo_configs(),
+    },
     python_requires=">=3.10",
     install_requires=["torch>=2.11", "torchvision", "fvcore", "pycocotools"],
     ext_modules=get_extensions(),

@@ -13,7 +13,16 @@ from .config import add_semianchor_config
 
 __all__ = ["get_config_file", "get_config"]
 
-_CONFIG_ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+
+def _config_root() -> str:
+    """``semianchor/configs`` in an installed package (setup.py ships ``configs/`` there), else
+    the checkout's ``configs/`` beside the package."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    packaged = os.path.join(here, "configs")
+    return packaged if os.path.isdir(packaged) else os.path.join(os.path.dirname(here), "configs")
+
+
+_CONFIG_ROOT = _config_root()
 
 
 def get_config_file(config_path: str) -> str:
