@@ -52,6 +52,14 @@ METHODS = {
     "padet_baseline": (None, "../../projects/PADet/configs/padet_baseline_R18_coco_json.py"),
     "padet_apm": (None, "../../projects/PADet/configs/padet_apm_R18_coco_json.py"),
     "padet_apm_fam": (None, "../../projects/PADet/configs/padet_apm_fam_R18_coco_json.py"),
+    # the same three arms with the paper's loss (no hard-negative mining, / this step's positives)
+    **{
+        f"padet_{arm}_paper_loss": (
+            None,
+            f"../../projects/PADet/configs/padet_{arm}_paper_loss_R18_coco_json.py",
+        )
+        for arm in ("baseline", "apm", "apm_fam")
+    },
     # Noisy Anchors' loss normaliser ablation (issue 15; the paper does not state it)
     "noisy_norm_positives": (
         None,

@@ -115,6 +115,7 @@ def add_semianchor_config(cfg: CN) -> CN:
     _C.PADET.THETA = 0.01  # < 0: no theta rule / gate
     _C.PADET.NEG_POS_RATIO = 3.0
     _C.PADET.APM_NEG_POS_RATIO = 3.0
+    _C.PADET.LOSS_MODE = "ohem"  # or "paper": no mining, / this step's positive counts (ratios 0)
     _C.PADET.SOFT_NMS_METHOD = "linear"
     _C.PADET.SOFT_NMS_IOU = 0.3
     _C.PADET.SOFT_NMS_SIGMA = 0.5
