@@ -24,4 +24,8 @@ model.backbone.encoder = L(ResNetEncoder)(
 )
 model.pixel_std = [1.0, 1.0, 1.0]  # MSRA's weights expect mean-subtracted 0-255 BGR
 train.init_checkpoint = "detectron2://ImageNetPretrained/MSRA/R-101.pkl"
+train.init_checkpoint_expected = (
+    "ImageNet ResNet-101: detectron2://ImageNetPretrained/MSRA/R-101.pkl, or torchvision's "
+    "converted by tools/convert_imagenet_weights.py resnet101"
+)
 train.output_dir = "./output/padet_R101_384"

@@ -13,4 +13,5 @@ model.backbone.encoder = _r101_model.backbone.encoder
 model.backbone.encoder.num_extra = 3
 model.pixel_std = _r101_model.pixel_std
 train.init_checkpoint = _r101_train.init_checkpoint
+train.init_checkpoint_expected = _r101_train.init_checkpoint_expected
 train.output_dir = "./output/padet_R101_512"

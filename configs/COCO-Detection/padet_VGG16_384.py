@@ -4,9 +4,10 @@ weight decay 5e-4. Paper (minival, Table 2): baseline 29.6 -> APM 31.7 -> APM + 
 
 Input: SSD's augmentation (photometric distortion, zoom-out up to 4x, min-IoU crop; then warped to
 384 x 384 and flipped), ``semianchor.data.ssd_augment``; test images warped to 384 x 384.
-Weights: Detectron2 has no ImageNet VGG-16; convert torchvision's ``vgg16`` (features.* ->
-``backbone.encoder.to_conv4_3`` / ``to_fc7`` convs, fc6/fc7 subsampled as SSD does) and set
-``train.init_checkpoint`` to the converted file (projects/PADet/README.md).
+Weights: Detectron2 has no ImageNet VGG-16; convert torchvision's ``vgg16`` with
+``tools/convert_imagenet_weights.py vgg16`` (features.* -> ``backbone.encoder.to_conv4_3`` /
+``to_fc7`` convs, fc6/fc7 subsampled as SSD does) and set ``train.init_checkpoint`` to the
+converted file; without it the training tool warns at start.
 """
 
 import detectron2.data.transforms as T
@@ -43,3 +44,7 @@ optimizer.lr = BASE_LR
 optimizer.weight_decay = 5e-4
 train.max_iter = MAX_ITER
 train.init_checkpoint = ""  # a converted ImageNet VGG-16 (see the docstring)
+# without it the training tool warns at start (semianchor.engine.init_weights)
+train.init_checkpoint_expected = (
+    "ImageNet VGG-16: torchvision's, converted by tools/convert_imagenet_weights.py vgg16"
+)

@@ -176,3 +176,163 @@ def test_yacs_paper_loss_mode():
     p.LOSS_MODE, p.NEG_POS_RATIO, p.APM_NEG_POS_RATIO = "paper", 0.0, 0.0
     model = build_model(cfg)
     assert model.loss_mode == "paper" and model.loss_normalizer_momentum == 0.0
+
+
+# ---------------------------------------------------------------- ImageNet weights
+IMAGENET_CONFIGS = [
+    "configs/COCO-Detection/padet_VGG16_384.py",
+    "configs/COCO-Detection/padet_VGG16_512.py",
+    "configs/COCO-Detection/padet_R101_384.py",
+    "configs/COCO-Detection/padet_R101_512.py",
+    "projects/PADet/configs/table2_padet_baseline_VGG16_384.py",
+]
+
+
+@pytest.mark.parametrize("name", IMAGENET_CONFIGS)
+def test_imagenet_config_without_weights_warns_at_start(name):
+    from semianchor.engine.init_weights import warn_if_missing_init_weights
+
+    cfg = LazyConfig.load(os.path.join(REPO, name))
+    cfg.train.init_checkpoint = ""
+    with pytest.warns(UserWarning, match="made for pretrained weights .*ImageNet"):
+        assert warn_if_missing_init_weights(cfg) is not None
+    assert warn_if_missing_init_weights(cfg, resuming=True) is None  # its own checkpoint
+    cfg.train.init_checkpoint = "vgg16_imagenet_padet.pth"
+    assert warn_if_missing_init_weights(cfg) is None
+
+
+def test_from_scratch_configs_do_not_warn():
+    from semianchor.engine.init_weights import missing_init_weights_message
+
+    for name in (
+        "configs/quickstart/padet_R18_shapes.py",
+        "configs/quickstart/padet_R18_coco_json.py",
+    ):
+        cfg = LazyConfig.load(os.path.join(REPO, name))
+        assert cfg.train.init_checkpoint == "" and missing_init_weights_message(cfg) is None
+
+
+def test_training_tool_runs_the_check_before_loading_weights():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "lazyconfig_train_net", os.path.join(REPO, "tools/lazyconfig_train_net.py")
+    )
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    assert "warn_if_missing_init_weights" in tool.do_train.__code__.co_names
+
+
+def _converter():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "convert_imagenet_weights", os.path.join(REPO, "tools/convert_imagenet_weights.py")
+    )
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    return tool
+
+
+def _load_into_encoder(encoder, path):
+    """The converted file through Detectron2's checkpointer into ``backbone.encoder``."""
+    from detectron2.checkpoint import DetectionCheckpointer
+
+    model = torch.nn.Module()
+    model.backbone = torch.nn.Module()
+    model.backbone.encoder = encoder
+    info = DetectionCheckpointer(model).load(path)
+    return info
+
+
+def _torchvision_input(size=64):
+    """A 0-255 RGB image, torchvision's normalised input and ours (BGR, mean / std x 255)."""
+    g = torch.Generator().manual_seed(0)
+    rgb = torch.rand(1, 3, size, size, generator=g) * 255
+    mean = torch.tensor([0.485, 0.456, 0.406])[None, :, None, None] * 255
+    std = torch.tensor([0.229, 0.224, 0.225])[None, :, None, None] * 255
+    return rgb, (rgb - mean) / std, mean
+
+
+def test_convert_vgg16_fills_every_imagenet_tensor_and_conv_blocks_agree(tmp_path):
+    import torchvision
+
+    from semianchor.modeling.backbone.encoder_decoder import VGG16Encoder
+
+    torch.manual_seed(0)
+    vgg = torchvision.models.vgg16().eval()
+    src = tmp_path / "vgg16.pth"
+    torch.save(vgg.state_dict(), src)
+    out = tmp_path / "vgg16_padet.pth"
+    assert _converter().main(["vgg16", str(src), str(out)]) == 0
+    converted = torch.load(out, weights_only=True)["model"]
+    encoder = VGG16Encoder(width=1.0, num_extra=3).eval()
+    ours = {f"backbone.encoder.{k}": v for k, v in encoder.state_dict().items()}
+    imagenet_part = {k for k in ours if ".extras." not in k}  # the extra blocks are new layers
+    assert set(converted) == imagenet_part
+    assert all(converted[k].shape == ours[k].shape for k in converted)
+    _load_into_encoder(encoder, str(out))
+    for k, v in encoder.state_dict().items():
+        if not k.startswith("extras."):
+            assert torch.equal(v, converted[f"backbone.encoder.{k}"]), k
+    rgb, normalised, _ = _torchvision_input()
+    with torch.no_grad():
+        conv4_3 = vgg.features[:23](normalised)
+        conv5_3 = vgg.features[23:30](conv4_3)
+        e1 = encoder.to_conv4_3(normalised.flip(1))  # our input: BGR, the same normalisation
+        ours5_3 = encoder.to_fc7[:7](e1)
+    assert torch.allclose(e1, conv4_3, atol=1e-4, rtol=1e-4)
+    assert torch.allclose(ours5_3, conv5_3, atol=1e-4, rtol=1e-4)
+    fc6 = vgg.classifier[0].weight.view(4096, 512, 7, 7)
+    assert torch.equal(encoder.to_fc7[8].weight, fc6[::4, :, ::3, ::3])  # SSD's reduced fc6
+    assert torch.equal(encoder.to_fc7[10].weight[:, :, 0, 0], vgg.classifier[3].weight[::4, ::4])
+
+
+def test_convert_resnet101_fills_every_encoder_tensor_and_stages_agree(tmp_path):
+    import torchvision
+
+    from semianchor.modeling.backbone.encoder_decoder import ResNetEncoder
+
+    torch.manual_seed(0)
+    net = torchvision.models.resnet101().eval()
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():  # non-trivial BN statistics, so that the FrozenBN copy is checked
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+                m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+    tool = _converter()
+    converted, overrides = tool.convert("resnet101", net.state_dict())
+    assert overrides == ["model.backbone.encoder.stride_in_1x1=False"]
+    encoder = ResNetEncoder(depth=101, num_extra=2, norm="FrozenBN", stride_in_1x1=False).eval()
+    ours = {f"backbone.encoder.{k}": v for k, v in encoder.state_dict().items()}
+    assert set(converted) == {k for k in ours if ".extras." not in k}
+    assert all(converted[k].shape == ours[k].shape for k in converted)
+    path = tmp_path / "r101_padet.pth"
+    torch.save({"model": converted}, path)
+    _load_into_encoder(encoder, str(path))
+    rgb, normalised, mean = _torchvision_input()
+    with torch.no_grad():
+        x = net.maxpool(net.relu(net.bn1(net.conv1(normalised))))
+        c3 = net.layer2(net.layer1(x))
+        c4 = net.layer3(c3)
+        c5 = net.layer4(c4)
+        feats = encoder.resnet((rgb - mean).flip(1))  # the R-101 configs: BGR, mean only
+    for ours_f, theirs in ((feats["res3"], c3), (feats["res4"], c4), (feats["res5"], c5)):
+        # random weights grow activations through 33 blocks: compare relative to their scale
+        scale = float(theirs.abs().max())
+        assert scale > 0 and float((ours_f - theirs).abs().max()) <= 1e-5 * scale
+
+
+def test_converter_refuses_a_state_dict_that_is_not_torchvisions():
+    tool = _converter()
+    with pytest.raises(KeyError, match="features.0.weight"):
+        tool.convert("vgg16", {"conv.weight": torch.zeros(1)})
+    with pytest.raises(KeyError, match="unexpected torchvision ResNet parameter"):
+        tool.convert(
+            "resnet101", {"conv1.weight": torch.zeros(64, 3, 7, 7), "head.w": torch.zeros(1)}
+        )
+    with pytest.raises(ValueError, match="arch must be one of"):
+        tool.convert("vgg19", {})
