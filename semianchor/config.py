@@ -83,6 +83,15 @@ def add_semianchor_config(cfg: CN) -> CN:
     _C.SAD = CN()
     _C.SAD.ANCHOR_CLASSIFICATION = True  # the AC branch (Table 2: False)
     _C.SAD.LOCATION_GAMMA = -1.0  # < 0: Eq. 4 location labels; else gamma of Eq. 1 (Table 4)
+    _C.SAD.LOCATION_RULE = "anchors"  # Eq. 4 / Eq. 1; "fcos" / "fcos_shrink" (Table 3)
+    _C.SAD.FCOS_SIZE_RANGES = [
+        [0.0, 64.0],
+        [64.0, 128.0],
+        [128.0, 256.0],
+        [256.0, 512.0],
+        [512.0, 1e8],
+    ]
+    _C.SAD.FCOS_CENTER_RADIUS = 1.5
     _C.SAD.REGRESSION = "anchor"  # "anchor" (R1) or "location" (R2): spec S4
     _C.SAD.AC_IOU_THRESHOLD = 0.5  # IoU after regression for an anchor's class (spec S8)
     _C.SAD.SIGMA = 0.9  # Eq. 2 (0: binary AC targets)
@@ -93,6 +102,7 @@ def add_semianchor_config(cfg: CN) -> CN:
     _C.SAD.INFERENCE = "top1"  # top1 | topk | pos (Table 6)
     _C.SAD.INFERENCE_TOPK = 2
     _C.SAD.INFERENCE_TAU = 0.1
+    _C.SAD.NOAC_DRAW = 0  # without the AC head: the draw index of the per-image anchor pick
 
     # ---- PADet (configs/common/models/padet.py) ---------------------------------------------
     _C.PADET = CN()
