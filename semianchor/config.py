@@ -92,8 +92,8 @@ def add_semianchor_config(cfg: CN) -> CN:
         [512.0, 1e8],
     ]
     _C.SAD.FCOS_CENTER_RADIUS = 1.5
-    _C.SAD.REGRESSION = "anchor"  # "anchor" (R1) or "location" (R2): spec S4
-    _C.SAD.AC_IOU_THRESHOLD = 0.5  # IoU after regression for an anchor's class (spec S8)
+    _C.SAD.REGRESSION = "anchor"  # "anchor" (R1) or "location" (R2): choice S4
+    _C.SAD.AC_IOU_THRESHOLD = 0.5  # IoU after regression for an anchor's class (choice S8)
     _C.SAD.SIGMA = 0.9  # Eq. 2 (0: binary AC targets)
     _C.SAD.AC_LOSS = "eq3"  # "eq3" (the smoothed focal loss, Eq. 3) or "qfl" (ablation)
     _C.SAD.AC_LOSS_WEIGHT = 1.0

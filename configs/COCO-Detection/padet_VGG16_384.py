@@ -1,4 +1,4 @@
-"""PADet, VGG-16, 384 x 384, COCO trainval35k, the paper's recipe (SAD_PADET.md 2.5): 160 epochs at
+"""PADet, VGG-16, 384 x 384, COCO trainval35k, the paper's recipe (Sec. 3.3, Sec. 4): 160 epochs at
 batch 32 (~586k iterations), lr 2e-3 (warm-up 5 epochs from 1e-6, x0.1 at 100 / 140 epochs),
 weight decay 5e-4. Paper (minival, Table 2): baseline 29.6 -> APM 31.7 -> APM + FAM 34.8 AP.
 

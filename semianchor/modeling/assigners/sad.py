@@ -7,11 +7,11 @@ K classes, A anchors per location.
 
 Per image, with ``matcher`` the static max-IoU rule on the anchors (IoU before regression):
 
-1. Anchor labels y_{i,k} (Sec. 3.1): ``matcher``'s. Default (spec S2): one threshold 0.5, no
+1. Anchor labels y_{i,k} (Sec. 3.1): ``matcher``'s. Default (choice S2): one threshold 0.5, no
    ignore band, low-quality matches on, so every GT has a positive anchor and Eq. 4 is defined.
 2. Location labels (Eq. 4, default): a location is positive iff one of its A anchors is; its
    class is the majority class of its positive anchors; ties go to the class of the tied positive
-   anchor with the highest IoU (spec S3; equal IoUs: the lowest anchor index), and that anchor's
+   anchor with the highest IoU (choice S3; equal IoUs: the lowest anchor index), and that anchor's
    GT is the location's GT g_i. With ``location_gamma`` set, Eq. 1 instead (the Table 4
    ablation): s_i^c = (anchors of class c) / A, background weighted by gamma and classes by
    1 - gamma, argmax, class ties broken as above; background wins a tie with a class (argmax's
@@ -24,10 +24,10 @@ Per image, with ``matcher`` the static max-IoU rule on the anchors (IoU before r
    winning; "fcos_shrink": the same, inside the GT's centre region of radius
    ``fcos_center_radius`` x stride only (FCOS's centre sampling, 1.5). The location's GT g_i is
    that GT; the anchor labels still decide regression (R1) and nothing else.
-3. Regression targets (the "anchors" set; spec S4): ``regression="anchor"`` (R1, default): an
+3. Regression targets (the "anchors" set; choice S4): ``regression="anchor"`` (R1, default): an
    anchor regresses iff it is positive and its location is, toward its own GT;
    ``regression="location"`` (R2): every anchor of a positive location regresses toward g_i.
-4. AC labels (the "anchor_cls" set, Sec. 3.2, Eq. 2, spec S8), for the anchors of positive
+4. AC labels (the "anchor_cls" set, Sec. 3.2, Eq. 2, choice S8), for the anchors of positive
    locations only (others ignored): decode each anchor's (detached) regression, mu = its max IoU
    over the image's GTs, y_hat = 1 iff that GT's class equals the location's class and mu >=
    ``ac_iou_threshold``; mu_hat = (mu / max mu)^sigma with the max over the location's anchors with
@@ -197,8 +197,8 @@ class SADAssigner(LabelAssigner):
             (Table 3's alternatives; module doc).
         fcos_size_ranges: per level (lo, hi] of max(l, t, r, b) ("fcos*" rules; FCOS's five).
         fcos_center_radius: centre-sampling radius in strides ("fcos_shrink"; FCOS's 1.5).
-        regression: "anchor" (R1, default) or "location" (R2), spec S4.
-        ac_iou_threshold: IoU after regression at which an anchor's class counts (spec S8: 0.5).
+        regression: "anchor" (R1, default) or "location" (R2), choice S4.
+        ac_iou_threshold: IoU after regression at which an anchor's class counts (choice S8: 0.5).
         sigma: exponent of Eq. 2 (paper 0.9; 0 gives binary AC targets, Table 5's "FL").
     """
 
@@ -285,7 +285,7 @@ class SADAssigner(LabelAssigner):
         loc_pos = locations.positive_mask(K)
         at_pos_loc = loc_pos[:, loc_idx]  # (N, R): the anchor's location is positive
 
-        # regression targets (spec S4)
+        # regression targets (choice S4)
         if self.regression == "anchor":
             reg_pos = static.positive_mask(K) & at_pos_loc
             reg_gt = torch.where(reg_pos, static.matched_gt, torch.full_like(static.matched_gt, -1))
@@ -296,7 +296,7 @@ class SADAssigner(LabelAssigner):
             )
         result = AssignResult.from_matches(reg_gt, inputs.gt_classes, K)
 
-        # dynamic anchor-classification labels (Eq. 2, spec S8)
+        # dynamic anchor-classification labels (Eq. 2, choice S8)
         _, mu, _, gt_after = iou_after_regression(
             inputs.anchors,
             inputs.pred_regression.float(),

@@ -5,7 +5,7 @@ anchor-classification loss, the diagnostics and the inference of Sec. 3.3.
 Losses (keys ``loss_sad_<term>``), L = cls + 2 box + 1 ac (Sec. 3.4):
     cls: sigmoid focal loss (alpha 0.25, gamma 1) over all locations, / EMA(positive locations)
         (the base's classification loss on the "locations" set, declared by the head);
-    box: -ln(IoU) (UnitBox) of the regressed anchors (spec S4), / EMA(regressed anchors) (S5);
+    box: -ln(IoU) (UnitBox) of the regressed anchors (choice S4), / EMA(regressed anchors) (S5);
     ac: smoothed focal loss, Eq. 3 (alpha 0.25, beta 2), over the anchors of positive locations,
         / EMA(anchors with y_hat = 1) (S9). ``ac_loss="qfl"`` swaps in the QFL-style soft focal
         loss (ablation); sigma = 0 in the assigner gives binary targets (Table 5's "FL").
