@@ -51,6 +51,9 @@ METHODS = {
     # SAD's open choices: R2 regression targets, the QFL-style AC loss (COCO json only)
     "sad_R2": (None, "../../projects/SAD/configs/sad_R2_R18_coco_json.py"),
     "sad_qfl": (None, "../../projects/SAD/configs/sad_qfl_R18_coco_json.py"),
+    # SAD's Table 3 location labelling: FCOS / FCOS-Shrink instead of Eq. 4
+    "sad_fcos": (None, "../../projects/SAD/configs/sad_fcos_R18_coco_json.py"),
+    "sad_fcos_shrink": (None, "../../projects/SAD/configs/sad_fcos_shrink_R18_coco_json.py"),
     # PADet's Table 2 analogue: no APM / APM / APM + FAM, one schedule (COCO json only)
     "padet_baseline": (None, "../../projects/PADet/configs/padet_baseline_R18_coco_json.py"),
     "padet_apm": (None, "../../projects/PADet/configs/padet_apm_R18_coco_json.py"),

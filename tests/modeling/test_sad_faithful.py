@@ -230,3 +230,21 @@ def test_table3_configs_change_only_the_location_rule(rule):
     with EventStorage():
         losses = model(make_batch(2, size=64))
     assert all(torch.isfinite(v) for v in losses.values())
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["sad_fcos_R18_coco_json.py", "sad_fcos_shrink_R18_coco_json.py", "sad_R2_R18_coco_json.py"],
+)
+def test_bccd_runner_arms_train_a_step(name):
+    """The runner's SAD arms (Table 3 labelling, R2) build and train on the quickstart model."""
+    cfg = LazyConfig.load(os.path.join(REPO, "projects/SAD/configs", name))
+    cfg.model.num_classes = 3
+    torch.manual_seed(0)
+    model = instantiate(cfg.model)
+    model.train()
+    with EventStorage() as storage:
+        losses = model(make_batch(2, size=64))
+        logged = storage.latest()
+    assert all(torch.isfinite(v) for v in losses.values())
+    assert "sad/iou_after_reg_pos_anchors" in logged
