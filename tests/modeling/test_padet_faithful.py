@@ -261,11 +261,10 @@ def test_convert_vgg16_fills_every_imagenet_tensor_and_conv_blocks_agree(tmp_pat
 
     torch.manual_seed(0)
     vgg = torchvision.models.vgg16().eval()
-    src = tmp_path / "vgg16.pth"
-    torch.save(vgg.state_dict(), src)
+    converted, overrides = _converter().convert("vgg16", vgg.state_dict())
+    assert overrides == []
     out = tmp_path / "vgg16_padet.pth"
-    assert _converter().main(["vgg16", str(src), str(out)]) == 0
-    converted = torch.load(out, weights_only=True)["model"]
+    torch.save({"model": converted}, out)
     encoder = VGG16Encoder(width=1.0, num_extra=3).eval()
     ours = {f"backbone.encoder.{k}": v for k, v in encoder.state_dict().items()}
     imagenet_part = {k for k in ours if ".extras." not in k}  # the extra blocks are new layers
@@ -288,7 +287,7 @@ def test_convert_vgg16_fills_every_imagenet_tensor_and_conv_blocks_agree(tmp_pat
     assert torch.equal(encoder.to_fc7[10].weight[:, :, 0, 0], vgg.classifier[3].weight[::4, ::4])
 
 
-def test_convert_resnet101_fills_every_encoder_tensor_and_stages_agree(tmp_path):
+def test_convert_resnet101_fills_every_encoder_tensor_and_stages_agree(tmp_path, capsys):
     import torchvision
 
     from semianchor.modeling.backbone.encoder_decoder import ResNetEncoder
@@ -303,15 +302,15 @@ def test_convert_resnet101_fills_every_encoder_tensor_and_stages_agree(tmp_path)
                 m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
                 m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
                 m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-    tool = _converter()
-    converted, overrides = tool.convert("resnet101", net.state_dict())
-    assert overrides == ["model.backbone.encoder.stride_in_1x1=False"]
+    src, path = tmp_path / "r101.pth", tmp_path / "r101_padet.pth"
+    torch.save(net.state_dict(), src)
+    assert _converter().main(["resnet101", str(src), str(path)]) == 0  # the command line
+    assert "model.backbone.encoder.stride_in_1x1=False" in capsys.readouterr().out
+    converted = torch.load(path, weights_only=True)["model"]
     encoder = ResNetEncoder(depth=101, num_extra=2, norm="FrozenBN", stride_in_1x1=False).eval()
     ours = {f"backbone.encoder.{k}": v for k, v in encoder.state_dict().items()}
     assert set(converted) == {k for k in ours if ".extras." not in k}
     assert all(converted[k].shape == ours[k].shape for k in converted)
-    path = tmp_path / "r101_padet.pth"
-    torch.save({"model": converted}, path)
     _load_into_encoder(encoder, str(path))
     rgb, normalised, mean = _torchvision_input()
     with torch.no_grad():
