@@ -73,9 +73,13 @@ def main(argv=None):
     for draw in range(args.draws):
         model.noac_draw = draw
         with torch.no_grad():
-            res = inference_on_dataset(
+            results = inference_on_dataset(
                 model, instantiate(cfg.dataloader.test), instantiate(cfg.dataloader.evaluator)
-            )["bbox"]
+            )
+        if "bbox" not in results:  # COCOEvaluator returns nothing without a single detection
+            print(f"draw {draw}: no detections at all: COCO AP of an empty result, 0")
+            results = {"bbox": {m: 0.0 for m in METRICS}}
+        res = results["bbox"]
         per_draw.append({m: round(float(res[m]), 2) for m in METRICS if m in res})
         print(f"draw {draw}: " + ", ".join(f"{k} {v}" for k, v in per_draw[-1].items()))
     result = {"draws": per_draw, **summarize(per_draw)}
