@@ -1,8 +1,10 @@
 #!/usr/bin/env python
 """PADet's promotion statistics (the paper's Figs. 1-2 argument) of a model, untrained vs
 trained: per image, the detection module's positives on the initial anchors vs on the promoted
-anchors (the anchors moved by the APM), and the positive:negative ratio before vs after the
-theta rule (negatives the APM scores below theta are ignored).
+anchors (the anchors moved by the APM), the positive:negative ratio before vs after the
+theta rule (negatives the APM scores below theta are ignored), the share of negatives theta
+ignores, and per module (det, apm) the negatives per positive that actually enter the
+classification loss (after hard-negative mining with ``model.loss_mode="ohem"``).
 
 It runs the model's own training path (``PADet.log_assignment``'s scalars ``padet/*``) without
 gradients over the first ``--images`` training images at the test-time resize (no random
@@ -44,12 +46,18 @@ KEYS = (
     "padet/neg_per_pos_initial",
     "padet/neg_per_pos_promoted",
     "padet/theta_ignored",
+    "padet/theta_ignored_share",
+    "padet/trained_pos_det",
+    "padet/trained_neg_per_pos_det",
+    "padet/trained_pos_apm",
+    "padet/trained_neg_per_pos_apm",
 )
 
 
 def statistics(model, batches):
-    """Mean over the batches of each ``padet/*`` scalar the training path logs."""
-    sums, count = {k: 0.0 for k in KEYS}, 0
+    """Mean over the batches of each ``padet/*`` scalar the training path logs (a scalar the
+    model does not log, e.g. the APM's without an APM, is left out)."""
+    sums, counts = {k: 0.0 for k in KEYS}, {k: 0 for k in KEYS}
     # the training path (assignment + logging) as in training, BatchNorm on batch statistics;
     # no optimizer step, no gradients
     model.train()
@@ -60,8 +68,8 @@ def statistics(model, batches):
                 for k in KEYS:
                     if k in storage.histories():
                         sums[k] += storage.histories()[k].latest()
-            count += 1
-    return {k.split("/")[1]: round(v / max(count, 1), 2) for k, v in sums.items()}
+                        counts[k] += 1
+    return {k.split("/")[1]: round(sums[k] / counts[k], 3) for k in KEYS if counts[k]}
 
 
 def main():

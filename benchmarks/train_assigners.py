@@ -48,10 +48,24 @@ METHODS = {
     # SAD's Table 2 analogue: A = 2 with and without the anchor-classification head (COCO json only)
     "sad_A2": (None, "../../projects/SAD/configs/sad_A2_R18_coco_json.py"),
     "sad_A2_noac": (None, "../../projects/SAD/configs/sad_A2_noac_R18_coco_json.py"),
+    # SAD's open choices: R2 regression targets, the QFL-style AC loss (COCO json only)
+    "sad_R2": (None, "../../projects/SAD/configs/sad_R2_R18_coco_json.py"),
+    "sad_qfl": (None, "../../projects/SAD/configs/sad_qfl_R18_coco_json.py"),
+    # SAD's Table 3 location labelling: FCOS / FCOS-Shrink instead of Eq. 4
+    "sad_fcos": (None, "../../projects/SAD/configs/sad_fcos_R18_coco_json.py"),
+    "sad_fcos_shrink": (None, "../../projects/SAD/configs/sad_fcos_shrink_R18_coco_json.py"),
     # PADet's Table 2 analogue: no APM / APM / APM + FAM, one schedule (COCO json only)
     "padet_baseline": (None, "../../projects/PADet/configs/padet_baseline_R18_coco_json.py"),
     "padet_apm": (None, "../../projects/PADet/configs/padet_apm_R18_coco_json.py"),
     "padet_apm_fam": (None, "../../projects/PADet/configs/padet_apm_fam_R18_coco_json.py"),
+    # the same three arms with the paper's loss (no hard-negative mining, / this step's positives)
+    **{
+        f"padet_{arm}_paper_loss": (
+            None,
+            f"../../projects/PADet/configs/padet_{arm}_paper_loss_R18_coco_json.py",
+        )
+        for arm in ("baseline", "apm", "apm_fam")
+    },
     # Noisy Anchors' loss normaliser ablation (issue 15; the paper does not state it)
     "noisy_norm_positives": (
         None,

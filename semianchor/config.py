@@ -83,8 +83,17 @@ def add_semianchor_config(cfg: CN) -> CN:
     _C.SAD = CN()
     _C.SAD.ANCHOR_CLASSIFICATION = True  # the AC branch (Table 2: False)
     _C.SAD.LOCATION_GAMMA = -1.0  # < 0: Eq. 4 location labels; else gamma of Eq. 1 (Table 4)
-    _C.SAD.REGRESSION = "anchor"  # "anchor" (R1) or "location" (R2): spec S4
-    _C.SAD.AC_IOU_THRESHOLD = 0.5  # IoU after regression for an anchor's class (spec S8)
+    _C.SAD.LOCATION_RULE = "anchors"  # Eq. 4 / Eq. 1; "fcos" / "fcos_shrink" (Table 3)
+    _C.SAD.FCOS_SIZE_RANGES = [
+        [0.0, 64.0],
+        [64.0, 128.0],
+        [128.0, 256.0],
+        [256.0, 512.0],
+        [512.0, 1e8],
+    ]
+    _C.SAD.FCOS_CENTER_RADIUS = 1.5
+    _C.SAD.REGRESSION = "anchor"  # "anchor" (R1) or "location" (R2): choice S4
+    _C.SAD.AC_IOU_THRESHOLD = 0.5  # IoU after regression for an anchor's class (choice S8)
     _C.SAD.SIGMA = 0.9  # Eq. 2 (0: binary AC targets)
     _C.SAD.AC_LOSS = "eq3"  # "eq3" (the smoothed focal loss, Eq. 3) or "qfl" (ablation)
     _C.SAD.AC_LOSS_WEIGHT = 1.0
@@ -93,6 +102,7 @@ def add_semianchor_config(cfg: CN) -> CN:
     _C.SAD.INFERENCE = "top1"  # top1 | topk | pos (Table 6)
     _C.SAD.INFERENCE_TOPK = 2
     _C.SAD.INFERENCE_TAU = 0.1
+    _C.SAD.NOAC_DRAW = 0  # without the AC head: the draw index of the per-image anchor pick
 
     # ---- PADet (configs/common/models/padet.py) ---------------------------------------------
     _C.PADET = CN()
@@ -116,6 +126,7 @@ def add_semianchor_config(cfg: CN) -> CN:
     _C.PADET.THETA = 0.01  # < 0: no theta rule / gate
     _C.PADET.NEG_POS_RATIO = 3.0
     _C.PADET.APM_NEG_POS_RATIO = 3.0
+    _C.PADET.LOSS_MODE = "ohem"  # or "paper": no mining, / this step's positive counts (ratios 0)
     _C.PADET.SOFT_NMS_METHOD = "linear"
     _C.PADET.SOFT_NMS_IOU = 0.3
     _C.PADET.SOFT_NMS_SIGMA = 0.5

@@ -59,6 +59,7 @@ from detectron2.utils.logger import setup_logger  # noqa: E402
 
 import semianchor.data  # noqa: F401,E402  (registers semianchor_shapes_*)
 from semianchor.engine.classes import resolve_num_classes  # noqa: E402
+from semianchor.engine.init_weights import warn_if_missing_init_weights  # noqa: E402
 
 logger = logging.getLogger("detectron2.lazyconfig_train_net")
 
@@ -189,9 +190,11 @@ def do_train(args, cfg):
         ]
     )
 
+    resuming = args.resume and checkpointer.has_checkpoint()
+    warn_if_missing_init_weights(cfg, resuming=resuming, logger=logger)
     checkpointer.resume_or_load(cfg.train.init_checkpoint, resume=args.resume)
     # the checkpoint stores the last finished iteration: continue with the next one
-    start_iter = trainer.iter + 1 if args.resume and checkpointer.has_checkpoint() else 0
+    start_iter = trainer.iter + 1 if resuming else 0
     try:
         trainer.train(start_iter, cfg.train.max_iter)
     except FloatingPointError as e:

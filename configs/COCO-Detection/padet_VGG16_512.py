@@ -1,6 +1,6 @@
 """PADet, VGG-16, 512 x 512 (test-dev Table 6: 37.6 AP): the 384 recipe with the 7-level layout
-64, 32, 16, 8, 4, 2, 1 (SAD_PADET.md P2: one more extra encoder block; 6 anchors on D1-D4, 4 on
-D5-D7; FAM on D1-D5) and SSD512-like prior sizes."""
+64, 32, 16, 8, 4, 2, 1 (choice P2, projects/PADet/README.md: one more extra encoder block; 6
+anchors on D1-D4, 4 on D5-D7; FAM on D1-D5) and SSD512-like prior sizes."""
 
 import detectron2.data.transforms as T
 from detectron2.config import LazyCall as L

@@ -3,7 +3,8 @@ scale 800 px, A = 25. Paper (COCO val, Table 1): 39.6 AP (RetinaNet #A=9: 35.9).
 
 Warm-up: not in the paper, which "is implemented within" maskrcnn-benchmark with "all other
 settings ... as in the standard RetinaNet": that codebase's default, linear over 500 iterations
-from 1/3 of the lr (SAD_PADET.md 1.5), not Detectron2's 1000 iterations from 0.001."""
+from 1/3 of the lr (our choice: the paper states none), not Detectron2's 1000 iterations from
+0.001."""
 
 import detectron2.data.transforms as T
 from detectron2.config import LazyCall as L

@@ -1,6 +1,7 @@
-"""PADet's recipe (Sec. 4.1; SAD_PADET.md 2.5): batch 32, SGD momentum 0.9, weight decay 5e-4,
-lr 2e-3 with a linear warm-up from 1e-6 over the first 5 epochs, x0.1 at 100 and 140 epochs, 160
-epochs. COCO trainval35k = 117,266 images -> 3,665 iterations per epoch at batch 32."""
+"""PADet's recipe (Sec. 3.3 "Training", Sec. 4 "Implementation Details"): batch 32, SGD momentum
+0.9, weight decay 5e-4, lr 2e-3 with a linear warm-up from 1e-6 over the first 5 epochs, x0.1 at
+100 and 140 epochs, 160 epochs. COCO trainval35k = 117,266 images -> 3,665 iterations per epoch
+at batch 32."""
 
 from fvcore.common.param_scheduler import MultiStepParamScheduler
 

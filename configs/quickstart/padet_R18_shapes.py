@@ -33,4 +33,5 @@ optimizer.lr = lr
 optimizer.weight_decay = 1e-4
 lr_multiplier = quickstart_lr_multiplier
 train.update(train_overrides)
+train.init_checkpoint_expected = None  # R-18 from scratch on purpose
 train.output_dir = "./output/quickstart_padet"

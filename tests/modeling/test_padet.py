@@ -656,6 +656,15 @@ ABLATIONS.update(
         "padet_apm_fam_R18_coco_json.py": (R18_BASE, {}),
     }
 )
+PAPER_LOSS = {"loss_mode": "paper", "neg_pos_ratio": 0.0, "apm_neg_pos_ratio": 0.0}
+ABLATIONS.update(
+    {
+        f"padet_{row}_paper_loss_R18_coco_json.py": (R18_BASE, {**COMPONENTS[row][0], **PAPER_LOSS})
+        for row in ("baseline", "apm")
+    }
+)
+ABLATIONS["padet_apm_fam_paper_loss_R18_coco_json.py"] = (R18_BASE, PAPER_LOSS)
+ABLATIONS["table2_padet_apm_fam_paper_loss_VGG16_384.py"] = (VGG_BASE, PAPER_LOSS)
 
 
 def _leaves(node, prefix=""):

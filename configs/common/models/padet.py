@@ -1,9 +1,10 @@
-"""PADet, VGG-16 at 384 x 384 (Tang et al. 2019; SAD_PADET.md 2.1-2.5, INFERRED parts marked there).
+"""PADet, VGG-16 at 384 x 384 (Tang et al. 2019; the network is a reconstruction: projects/PADet).
 
 SSD VGG-16 encoder (conv4_3, fc7, 3 extra blocks) + U-Net decoder (256 channels, D1-D6 at
 48, 24, 12, 6, 3, 1), SSD priors (6 per location on D1-D4, 4 on D5-D6: 18,400 anchors; sizes
 of SSD300-COCO scaled to 384, P3), APM + FAM (disentangled, D1-D4) head, the two matchings (IoU
-0.5 / 0.3, theta 0.01), softmax CE + smooth-L1 (beta 1) with 3:1 hard-negative mining, soft-NMS.
+0.5 / 0.3, theta 0.01), softmax CE + smooth-L1 (beta 1) with 3:1 hard-negative mining
+(``loss_mode="ohem"``; ``"paper"`` with both ratios 0 is Sec. 3.3 literally), soft-NMS.
 
 The Table 2 switches (projects/PADet/configs): ``model.promote`` (APM_R) and ``model.theta``
 (APM_C; None: off) are read by the promoted-anchor stage of the assigner too (interpolated), and
@@ -67,6 +68,7 @@ model = L(PADet)(
     num_classes=80,
     promote=True,  # APM_R: match and decode on the promoted anchors
     theta=0.01,  # APM_C: the theta rule (training) and the APM gate (test)
+    loss_mode="ohem",  # "paper": no mining, / this step's positive counts (ratios 0)
     neg_pos_ratio=3.0,
     apm_neg_pos_ratio=3.0,
     soft_nms=dict(method="linear", iou_threshold=0.3, sigma=0.5, min_score=0.001),

@@ -1,4 +1,5 @@
-"""Semi-Anchored Detector (Chen, Qian, Li 2020), the paper's R-50-FPN setting (SAD_PADET.md S1-S12).
+"""Semi-Anchored Detector (Chen, Qian, Li 2020), the paper's R-50-FPN setting (our choices
+S1-S12: projects/SAD/README.md).
 
 RetinaNet's backbone with the FCOS improvements the paper adopts (P6/P7 from P5, GN in the head
 towers), A = 5 scales x 5 ratios = 25 anchors per location: base size 4 x stride (32-512 on
@@ -39,7 +40,8 @@ model.anchor_generator = L(DefaultAnchorGenerator)(
 model.assigner = L(SADAssigner)(
     matcher=L(MaxIoUAssigner)(thresholds=[0.5], labels=[0, 1], allow_low_quality_matches=True),
     location_gamma=None,  # Eq. 4; a float < 1 gives Eq. 1 (Table 4)
-    regression="anchor",  # R1; "location" = R2 (spec S4)
+    location_rule="anchors",  # "fcos" / "fcos_shrink": Table 3
+    regression="anchor",  # R1; "location" = R2 (choice S4)
     ac_iou_threshold=0.5,
     sigma=0.9,  # Eq. 2 (Table 5)
 )
@@ -54,4 +56,5 @@ model.ac_loss_weight = 1.0  # lambda_ac
 model.ac_alpha = 0.25
 model.ac_beta = 2.0
 model.inference = "top1"  # Table 6
+model.noac_draw = 0  # without the AC head (Table 2): which per-image random anchor pick
 model.test_nms_thresh = 0.4  # maskrcnn-benchmark RetinaNet (S11)

@@ -1,4 +1,4 @@
-"""PADet FAM gradient into the APM (spec P5, not a paper row): the disentangled FAM with the APM
+"""PADet FAM gradient into the APM (choice P5, not a paper row): the disentangled FAM with the APM
 deltas' gradient scaled by 1 (TDRN: not detached) instead of detached (0, Guided Anchoring's
 choice and the default)."""
 

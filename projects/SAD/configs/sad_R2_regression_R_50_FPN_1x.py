@@ -1,4 +1,4 @@
-"""SAD with R2 regression targets (spec S4): every anchor of a positive location regresses toward
+"""SAD with R2 regression targets (choice S4): every anchor of a positive location regresses toward
 the location's GT (the default R1: only positive anchors, toward their own GT)."""
 
 from detectron2.config import LazyConfig

@@ -1,5 +1,5 @@
 """SAD Table 1 row (#s, #a) = (1, 1): A = 1 anchors per location (base 4 x stride, scales
-2^(i/1), ratios [1.0]; spec S1)."""
+2^(i/1), ratios [1.0]; choice S1)."""
 
 from detectron2.config import LazyConfig
 

@@ -1,5 +1,5 @@
 """SAD Table 1 row (#s, #a) = (3, 3): A = 9 anchors per location (base 4 x stride, scales
-2^(i/3), ratios [0.5, 1.0, 2.0]; spec S1)."""
+2^(i/3), ratios [0.5, 1.0, 2.0]; choice S1)."""
 
 from detectron2.config import LazyConfig
 

@@ -1,5 +1,5 @@
 """SAD Table 1 row (#s, #a) = (4, 5): A = 20 anchors per location (base 4 x stride, scales
-2^(i/4), ratios [1 / 3, 1 / 2, 1.0, 2.0, 3.0]; spec S1)."""
+2^(i/4), ratios [1 / 3, 1 / 2, 1.0, 2.0, 3.0]; choice S1)."""
 
 from detectron2.config import LazyConfig
 

@@ -1,4 +1,4 @@
-"""PADet's two matchings (Tang et al. 2019, Sec. 3.1-3.2; SAD_PADET.md 2.2): max-IoU on the initial
+"""PADet's two matchings (Tang et al. 2019, Sec. 3.1-3.2): max-IoU on the initial
 anchors for the anchor promotion module (APM), then max-IoU on the *promoted* anchors (the
 initial anchors moved by the APM's detached deltas) for the detection module, where a negative
 whose APM positive probability is below theta is ignored and a positive never is.

@@ -7,20 +7,27 @@ K classes, A anchors per location.
 
 Per image, with ``matcher`` the static max-IoU rule on the anchors (IoU before regression):
 
-1. Anchor labels y_{i,k} (Sec. 3.1): ``matcher``'s. Default (spec S2): one threshold 0.5, no
+1. Anchor labels y_{i,k} (Sec. 3.1): ``matcher``'s. Default (choice S2): one threshold 0.5, no
    ignore band, low-quality matches on, so every GT has a positive anchor and Eq. 4 is defined.
 2. Location labels (Eq. 4, default): a location is positive iff one of its A anchors is; its
    class is the majority class of its positive anchors; ties go to the class of the tied positive
-   anchor with the highest IoU (spec S3; equal IoUs: the lowest anchor index), and that anchor's
+   anchor with the highest IoU (choice S3; equal IoUs: the lowest anchor index), and that anchor's
    GT is the location's GT g_i. With ``location_gamma`` set, Eq. 1 instead (the Table 4
    ablation): s_i^c = (anchors of class c) / A, background weighted by gamma and classes by
    1 - gamma, argmax, class ties broken as above; background wins a tie with a class (argmax's
    first index). Proposition 1: gamma < 1 / A gives Eq. 4's labels. A location with no positive
    anchor but an ignored one (only with an ignore band in ``matcher``) is ignored (-1).
-3. Regression targets (the "anchors" set; spec S4): ``regression="anchor"`` (R1, default): an
+   Table 3's alternatives (``location_rule``; the paper gives no detail beyond the names, so
+   FCOS's own rule, Tian et al. 2019 Sec. 3.1-3.2): "fcos": a location is positive for the GTs
+   that contain it and whose largest distance max(l, t, r, b) from it lies in its level's range
+   (``fcos_size_ranges``, FCOS's (0, 64], (64, 128], ... on P3-P7), the smallest-area one
+   winning; "fcos_shrink": the same, inside the GT's centre region of radius
+   ``fcos_center_radius`` x stride only (FCOS's centre sampling, 1.5). The location's GT g_i is
+   that GT; the anchor labels still decide regression (R1) and nothing else.
+3. Regression targets (the "anchors" set; choice S4): ``regression="anchor"`` (R1, default): an
    anchor regresses iff it is positive and its location is, toward its own GT;
    ``regression="location"`` (R2): every anchor of a positive location regresses toward g_i.
-4. AC labels (the "anchor_cls" set, Sec. 3.2, Eq. 2, spec S8), for the anchors of positive
+4. AC labels (the "anchor_cls" set, Sec. 3.2, Eq. 2, choice S8), for the anchors of positive
    locations only (others ignored): decode each anchor's (detached) regression, mu = its max IoU
    over the image's GTs, y_hat = 1 iff that GT's class equals the location's class and mu >=
    ``ac_iou_threshold``; mu_hat = (mu / max mu)^sigma with the max over the location's anchors with
@@ -33,7 +40,7 @@ anchor", 1 = background): ``result`` / ``result["anchors"]`` (N, R) regression t
 ``iou_after_regression`` (N, R) mu.
 """
 
-from typing import Optional, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -43,7 +50,10 @@ from .base import AssignInputs, AssignResult, LabelAssigner, TargetSet
 from .build import build_assigner, register_assigner_builder
 from .max_iou import MaxIoUAssigner
 
-__all__ = ["SADAssigner", "location_labels", "ac_soft_targets"]
+__all__ = ["SADAssigner", "location_labels", "fcos_location_labels", "ac_soft_targets"]
+
+LOCATION_RULES = ("anchors", "fcos", "fcos_shrink")
+FCOS_SIZE_RANGES = ((0.0, 64.0), (64.0, 128.0), (128.0, 256.0), (256.0, 512.0), (512.0, 1e8))
 
 
 def _scatter_max(values: Tensor, index: Tensor, size: int, fill: float) -> Tensor:
@@ -108,6 +118,62 @@ def location_labels(
     return labels, winner
 
 
+def fcos_location_labels(
+    inputs: AssignInputs,
+    size_ranges: Sequence[Sequence[float]],
+    center_radius: Optional[float] = None,
+) -> Tuple[Tensor, Tensor]:
+    """FCOS's location labels (module doc, Table 3): (N, R_loc) labels in {0..K-1, K} and
+    (N, R_loc) the location's GT (-1 for background). A location is the centre of its anchors.
+
+    Args:
+        size_ranges: per level (lo, hi]: the range of max(l, t, r, b) a level regresses.
+        center_radius: None ("fcos"), or the centre-sampling radius in strides ("fcos_shrink").
+    """
+    K, L = inputs.num_classes, inputs.num_locations
+    A = inputs.uniform_anchors_per_location("SAD's FCOS location labelling")
+    if len(size_ranges) != len(inputs.num_anchors_per_level):
+        raise ValueError(
+            f"fcos_size_ranges has {len(size_ranges)} levels, the anchors "
+            f"{len(inputs.num_anchors_per_level)}"
+        )
+    device = inputs.gt_boxes.device
+    first = torch.arange(L, device=device) * A  # the first anchor of each location
+    boxes = inputs.batch_anchors()[:, first].float()  # (N, L, 4)
+    centers = (boxes[..., :2] + boxes[..., 2:]) / 2
+    level = torch.repeat_interleave(
+        torch.arange(len(size_ranges), device=device),
+        torch.tensor([int(n) // A for n in inputs.num_anchors_per_level], device=device),
+    )
+    ranges = torch.tensor([list(r) for r in size_ranges], dtype=torch.float32, device=device)
+    lo, hi = ranges[level, 0], ranges[level, 1]  # (L,)
+    gt = inputs.gt_boxes.float()[:, None]  # (N, 1, M, 4)
+    x, y = centers[..., 0:1], centers[..., 1:2]  # (N, L, 1)
+    ltrb = torch.stack([x - gt[..., 0], y - gt[..., 1], gt[..., 2] - x, gt[..., 3] - y], -1)
+    inside = ltrb.min(dim=-1).values > 0  # (N, L, M)
+    if center_radius is not None:
+        stride = inputs.anchor_strides[first].float()[None, :, None] * center_radius  # (1, L, 1)
+        cx, cy = (gt[..., 0] + gt[..., 2]) / 2, (gt[..., 1] + gt[..., 3]) / 2
+        x0, y0 = torch.maximum(cx - stride, gt[..., 0]), torch.maximum(cy - stride, gt[..., 1])
+        x1, y1 = torch.minimum(cx + stride, gt[..., 2]), torch.minimum(cy + stride, gt[..., 3])
+        inside = inside & (x > x0) & (y > y0) & (x < x1) & (y < y1)
+    reach = ltrb.max(dim=-1).values
+    in_range = (reach > lo[None, :, None]) & (reach <= hi[None, :, None])
+    valid = inside & in_range & inputs.valid_gt_mask()[:, None, :]
+    area = (gt[..., 2] - gt[..., 0]) * (gt[..., 3] - gt[..., 1])  # (N, 1, M)
+    area = torch.where(
+        valid, area.expand_as(valid), torch.full_like(valid, float("inf"), dtype=torch.float32)
+    )
+    if area.shape[-1] == 0:
+        loc_gt = torch.full(area.shape[:2], -1, dtype=torch.int64, device=device)
+    else:
+        best_area, loc_gt = area.min(dim=-1)
+        loc_gt = torch.where(torch.isfinite(best_area), loc_gt, torch.full_like(loc_gt, -1))
+    labels = torch.gather(inputs.gt_classes, 1, loc_gt.clamp(min=0))
+    labels = torch.where(loc_gt >= 0, labels, torch.full_like(labels, K))
+    return labels, loc_gt
+
+
 def ac_soft_targets(
     mu: Tensor, y_hat: Tensor, location_index: Tensor, num_locations: int, sigma: float
 ):
@@ -127,8 +193,12 @@ class SADAssigner(LabelAssigner):
     Args:
         matcher: the static anchor rule (default: max-IoU, 0.5, no ignore band, low-quality on).
         location_gamma: None for Eq. 4 (default), else gamma of Eq. 1 (Table 4).
-        regression: "anchor" (R1, default) or "location" (R2), spec S4.
-        ac_iou_threshold: IoU after regression at which an anchor's class counts (spec S8: 0.5).
+        location_rule: "anchors" (Eq. 4 / Eq. 1, the paper's), "fcos" or "fcos_shrink"
+            (Table 3's alternatives; module doc).
+        fcos_size_ranges: per level (lo, hi] of max(l, t, r, b) ("fcos*" rules; FCOS's five).
+        fcos_center_radius: centre-sampling radius in strides ("fcos_shrink"; FCOS's 1.5).
+        regression: "anchor" (R1, default) or "location" (R2), choice S4.
+        ac_iou_threshold: IoU after regression at which an anchor's class counts (choice S8: 0.5).
         sigma: exponent of Eq. 2 (paper 0.9; 0 gives binary AC targets, Table 5's "FL").
     """
 
@@ -139,6 +209,9 @@ class SADAssigner(LabelAssigner):
         *,
         matcher: Optional[LabelAssigner] = None,
         location_gamma: Optional[float] = None,
+        location_rule: str = "anchors",
+        fcos_size_ranges: Sequence[Sequence[float]] = FCOS_SIZE_RANGES,
+        fcos_center_radius: float = 1.5,
         regression: str = "anchor",
         ac_iou_threshold: float = 0.5,
         sigma: float = 0.9,
@@ -151,6 +224,24 @@ class SADAssigner(LabelAssigner):
             raise ValueError(f"location_gamma must be None or in [0, 1), got {location_gamma}")
         if not 0.0 <= sigma <= 1.0:
             raise ValueError(f"sigma must be in [0, 1], got {sigma}")
+        if location_rule not in LOCATION_RULES:
+            raise ValueError(
+                f"location_rule must be one of {LOCATION_RULES}, got {location_rule!r}"
+            )
+        if location_rule != "anchors" and location_gamma is not None:
+            raise ValueError(
+                "location_gamma (Eq. 1) applies to the anchors' location rule, "
+                f"not {location_rule!r}"
+            )
+        if any(len(r) != 2 or not r[0] < r[1] for r in fcos_size_ranges):
+            raise ValueError(
+                f"fcos_size_ranges must be (lo, hi) with lo < hi, got {fcos_size_ranges}"
+            )
+        if fcos_center_radius <= 0:
+            raise ValueError(f"fcos_center_radius must be > 0, got {fcos_center_radius}")
+        self.location_rule = location_rule
+        self.fcos_size_ranges = [tuple(float(v) for v in r) for r in fcos_size_ranges]
+        self.fcos_center_radius = float(fcos_center_radius)
         self.matcher = matcher or MaxIoUAssigner(thresholds=(0.5,), labels=(0, 1))
         self.location_gamma = location_gamma
         self.regression = regression
@@ -160,6 +251,7 @@ class SADAssigner(LabelAssigner):
     def extra_repr(self):
         return (
             f"matcher={self.matcher!r}, location_gamma={self.location_gamma}, "
+            f"location_rule={self.location_rule!r}, "
             f"regression={self.regression!r}, ac_iou_threshold={self.ac_iou_threshold}, "
             f"sigma={self.sigma}"
         )
@@ -186,11 +278,14 @@ class SADAssigner(LabelAssigner):
             torch.gather(static.matched_gt, 1, winner.clamp(min=0)),
             torch.full_like(winner, -1),
         )
+        if self.location_rule != "anchors":
+            radius = self.fcos_center_radius if self.location_rule == "fcos_shrink" else None
+            loc_labels, loc_gt = fcos_location_labels(inputs, self.fcos_size_ranges, radius)
         locations = TargetSet(matched_gt=loc_gt, labels=loc_labels)
         loc_pos = locations.positive_mask(K)
         at_pos_loc = loc_pos[:, loc_idx]  # (N, R): the anchor's location is positive
 
-        # regression targets (spec S4)
+        # regression targets (choice S4)
         if self.regression == "anchor":
             reg_pos = static.positive_mask(K) & at_pos_loc
             reg_gt = torch.where(reg_pos, static.matched_gt, torch.full_like(static.matched_gt, -1))
@@ -201,7 +296,7 @@ class SADAssigner(LabelAssigner):
             )
         result = AssignResult.from_matches(reg_gt, inputs.gt_classes, K)
 
-        # dynamic anchor-classification labels (Eq. 2, spec S8)
+        # dynamic anchor-classification labels (Eq. 2, choice S8)
         _, mu, _, gt_after = iou_after_regression(
             inputs.anchors,
             inputs.pred_regression.float(),
@@ -242,6 +337,9 @@ def _sad(cfg):
     return SADAssigner(
         matcher=build_assigner(cfg, "MaxIoU"),
         location_gamma=s.LOCATION_GAMMA if s.LOCATION_GAMMA >= 0 else None,
+        location_rule=s.LOCATION_RULE,
+        fcos_size_ranges=s.FCOS_SIZE_RANGES,
+        fcos_center_radius=s.FCOS_CENTER_RADIUS,
         regression=s.REGRESSION,
         ac_iou_threshold=s.AC_IOU_THRESHOLD,
         sigma=s.SIGMA,

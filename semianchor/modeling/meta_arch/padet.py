@@ -1,19 +1,30 @@
 """PADet (Tang et al., "PosNeg-Balanced Anchors with Aligned Features for Single-Shot Object
 Detection", 2019): anchor promotion (APM) + feature alignment (FAM) on an encoder-decoder.
 
-Training (SAD_PADET.md 2.2-2.3): two matchings per step (a :class:`StagedAssigner`: "initial" on
-the SSD anchors for the APM, "promoted" on the APM-refined anchors for the detection module with
-the theta rule), then L = (BCE_apm + smooth-L1_apm) / N_apm + (CE_det + smooth-L1_det) / N_det:
-    loss_padet_apm_cls: sigmoid BCE of the APM positive logit (P7), positives + hard negatives;
-    loss_padet_apm_box: smooth-L1 (beta 1, P10) of the APM deltas toward the initial positives' GTs;
-    loss_padet_cls: softmax (K + 1) cross-entropy, positives + hard negatives of the promoted
-        anchors (the base's ``classification_loss="softmax_ce"``, mined here);
+Training: two matchings per step (a :class:`StagedAssigner`: "initial" on the SSD anchors for the
+APM, "promoted" on the APM-refined anchors for the detection module with the theta rule), then
+Sec. 3.3's L = (BCE_apm + smooth-L1_apm) / N_apm + (CE_det + smooth-L1_det) / N_det:
+    loss_padet_apm_cls: sigmoid BCE of the APM positive logit, positives + negatives;
+    loss_padet_apm_box: smooth-L1 (beta 1) of the APM deltas toward the initial positives' GTs;
+    loss_padet_cls: softmax (K + 1) cross-entropy, positives + negatives of the promoted anchors
+        that the theta rule leaves (the base's ``classification_loss="softmax_ce"``);
     loss_padet_box: smooth-L1 of the detection deltas w.r.t. the promoted anchors (the base's).
-Hard-negative mining (P6): per image the ``neg_pos_ratio`` x P negatives of highest loss (3, the
-DSSD/RefineDet default, applied after the theta rule); 0 keeps every non-ignored negative.
-N_apm / N_det are EMAs of the positive counts (momentum ``loss_normalizer_momentum``).
-Inference (2.4): promoted anchors; an anchor whose APM score is below theta is discarded; score =
-detection softmax probability (P8) gated at ``test_score_thresh`` (0.01); per-class soft-NMS
+Which negatives train and what N_apm / N_det are is ``loss_mode``:
+    "ohem" (default): per image the ``neg_pos_ratio`` (detection) / ``apm_neg_pos_ratio`` (APM)
+        x P negatives of highest loss (3, the DSSD/RefineDet default; after the theta rule);
+        N_apm / N_det are EMAs of the positive counts (momentum ``loss_normalizer_momentum``).
+        The paper names no mining: this is our choice, kept as the default until the BCCD
+        comparison of the two modes is recorded (projects/PADet/README.md).
+    "paper": Sec. 3.1 / 3.3 literally: "we keep the positives and the remaining hard negatives
+        to train the detection module": every positive and every negative that survives the IoU
+        band and theta trains the detection module, every positive and negative of the initial
+        matching trains the APM; N_apm / N_det are this step's positive counts of the initial /
+        promoted matching (at least 1; no EMA). The ratios must be 0 in this mode.
+Logged each step (``padet/*``): positives before/after promotion, negatives per positive of the
+candidate pool, the negatives theta ignores (per image and as a share of the promoted matching's
+negatives), and what actually enters each module's classification loss (``trained_neg_per_pos``).
+Inference: promoted anchors; an anchor whose APM score is below theta is discarded; score =
+detection softmax probability gated at ``test_score_thresh`` (0.01); per-class soft-NMS
 (linear, N_t 0.3; the ``soft_nms`` op); ``max_detections_per_image`` (300). SSD's priors are laid
 out for one square input: with ``test_input_size`` an image of another size is warped to it
 before the backbone (what the LazyConfigs' test mapper does), so Detectron2's ``DefaultPredictor``
@@ -41,7 +52,9 @@ from detectron2.utils.events import get_event_storage
 from ..losses import smooth_l1_loss
 from .base import AssignmentDetector
 
-__all__ = ["PADet", "hard_negative_mask"]
+__all__ = ["PADet", "hard_negative_mask", "LOSS_MODES"]
+
+LOSS_MODES = ("ohem", "paper")
 
 
 def hard_negative_mask(loss: Tensor, positive: Tensor, negative: Tensor, ratio: float) -> Tensor:
@@ -73,7 +86,10 @@ class PADet(AssignmentDetector):
         theta: APM_C: train the anchor scoring branch; negatives it scores below theta are
             ignored in training (the assigner's rule) and anchors below it dropped at test time.
             None: APM_C off.
-        neg_pos_ratio / apm_neg_pos_ratio: hard-negative mining of the detection / APM losses.
+        loss_mode: "ohem" (hard-negative mining, EMA normalisers) or "paper" (every negative
+            theta leaves, normalised by this step's positive counts); module docstring.
+        neg_pos_ratio / apm_neg_pos_ratio: hard-negative mining of the detection / APM losses
+            ("ohem"; 0 keeps every negative); must be 0 with ``loss_mode="paper"``.
         soft_nms: dict of ``soft_nms`` arguments (method, iou_threshold, sigma, min_score).
         test_input_size: (H, W) the priors are laid out for; at inference an input image of
             another size is warped to it (bilinear, antialiased), detections are returned in the
@@ -90,6 +106,7 @@ class PADet(AssignmentDetector):
         use_apm: bool = True,
         promote: bool = True,
         theta: Optional[float] = 0.01,
+        loss_mode: str = "ohem",
         neg_pos_ratio: float = 3.0,
         apm_neg_pos_ratio: float = 3.0,
         apm_loss_weight: float = 1.0,
@@ -102,6 +119,21 @@ class PADet(AssignmentDetector):
         test_input_size: Optional[Tuple[int, int]] = None,
         **kwargs,
     ):
+        if loss_mode not in LOSS_MODES:
+            raise ValueError(f"loss_mode must be one of {LOSS_MODES}, got {loss_mode!r}")
+        if loss_mode == "paper":
+            if neg_pos_ratio != 0 or apm_neg_pos_ratio != 0:
+                raise ValueError(
+                    "loss_mode='paper' trains on every negative theta leaves (no mining): set "
+                    f"neg_pos_ratio=0 and apm_neg_pos_ratio=0 (got {neg_pos_ratio}, "
+                    f"{apm_neg_pos_ratio})"
+                )
+            momentum = kwargs.setdefault("loss_normalizer_momentum", 0.0)
+            if momentum != 0.0:
+                raise ValueError(
+                    "loss_mode='paper' divides by this step's positive counts (N_apm, N_det): "
+                    f"loss_normalizer_momentum must be 0, got {momentum}"
+                )
         super().__init__(
             classification_loss=classification_loss,
             box_loss_type=box_loss_type,
@@ -114,6 +146,7 @@ class PADet(AssignmentDetector):
             promote, theta = False, None
         self.promote, self.theta = bool(promote), theta
         self._check_apm_components()
+        self.loss_mode = loss_mode
         self.neg_pos_ratio, self.apm_neg_pos_ratio = neg_pos_ratio, apm_neg_pos_ratio
         self.apm_loss_weight = apm_loss_weight
         self.soft_nms = dict(method="linear", iou_threshold=0.3, sigma=0.5, min_score=0.001)
@@ -184,7 +217,9 @@ class PADet(AssignmentDetector):
             ]
         )
         ret.update(use_apm=p.USE_APM, promote=promote, theta=theta, neg_pos_ratio=p.NEG_POS_RATIO)
-        ret.update(apm_neg_pos_ratio=p.APM_NEG_POS_RATIO)
+        ret.update(apm_neg_pos_ratio=p.APM_NEG_POS_RATIO, loss_mode=p.LOSS_MODE)
+        if p.LOSS_MODE == "paper":
+            ret["loss_normalizer_momentum"] = 0.0
         ret["test_input_size"] = (p.INPUT_SIZE, p.INPUT_SIZE) if p.TEST_WARP else None
         ret["soft_nms"] = dict(
             method=p.SOFT_NMS_METHOD,
@@ -222,7 +257,8 @@ class PADet(AssignmentDetector):
         return extras
 
     def log_assignment(self, inputs, result) -> None:
-        """Positives before/after promotion, pos:neg before/after the theta rule (Figs. 1-2)."""
+        """Positives before/after promotion, pos:neg of the candidate pools before/after the
+        theta rule (Figs. 1-2), the negatives theta ignores (per image and share)."""
         super().log_assignment(inputs, result)
         try:
             storage = get_event_storage()
@@ -236,14 +272,31 @@ class PADet(AssignmentDetector):
             storage.put_scalar(f"padet/num_pos_{name}", pos / inputs.num_images)
             storage.put_scalar(f"padet/neg_per_pos_{name}", neg / max(pos, 1))
         if "theta_ignored" in result.extras:
-            storage.put_scalar(
-                "padet/theta_ignored",
-                float(result.extras["theta_ignored"].sum()) / inputs.num_images,
-            )
+            ignored = int(result.extras["theta_ignored"].sum())
+            remaining = int((result.labels == K).sum())
+            storage.put_scalar("padet/theta_ignored", ignored / inputs.num_images)
+            storage.put_scalar("padet/theta_ignored_share", ignored / max(ignored + remaining, 1))
+
+    def negatives_used(self, loss: Tensor, pos: Tensor, neg: Tensor, ratio: float, module: str):
+        """(N, R) mask of the elements a module's classification loss sums over: positives and
+        the negatives ``loss_mode`` keeps; logs ``padet/trained_neg_per_pos_<module>`` (what
+        actually trains, after mining) and ``padet/trained_pos_<module>`` (per image)."""
+        used = hard_negative_mask(loss, pos, neg, ratio if self.loss_mode == "ohem" else 0.0)
+        try:
+            storage = get_event_storage()
+        except AssertionError:
+            return used
+        num_pos = int(pos.sum())
+        storage.put_scalar(f"padet/trained_pos_{module}", num_pos / max(pos.shape[0], 1))
+        storage.put_scalar(
+            f"padet/trained_neg_per_pos_{module}", int((used & neg).sum()) / max(num_pos, 1)
+        )
+        return used
 
     # ------------------------------------------------------------------ losses
     def classification_loss(self, inputs, preds, result) -> Dict[str, Tensor]:
-        """Softmax CE over positives + mined negatives of the promoted anchors, / EMA(N_det)."""
+        """Softmax CE over positives + the negatives ``loss_mode`` keeps of the promoted
+        anchors, / N_det."""
         K = self.num_classes
         valid = result.labels >= 0
         ce = F.cross_entropy(
@@ -252,12 +305,12 @@ class PADet(AssignmentDetector):
             reduction="none",
         ).view_as(result.labels)
         pos, neg = result.positive_mask(K), valid & (result.labels == K)
-        used = hard_negative_mask(ce, pos, neg, self.neg_pos_ratio)
+        used = self.negatives_used(ce, pos, neg, self.neg_pos_ratio, "det")
         return {"loss_padet_cls": ce[used].sum() / self.positives_normalizer(result)}
 
     def auxiliary_losses(self, inputs, preds, result) -> Dict[str, Tensor]:
-        """APM: BCE (positives + mined negatives; APM_C) and smooth-L1 (APM_R) on the initial
-        anchors, / EMA(N_apm); only the branches in use."""
+        """APM: BCE (positives + the negatives ``loss_mode`` keeps; APM_C) and smooth-L1 (APM_R)
+        on the initial anchors, / N_apm; only the branches in use."""
         if not self.use_apm:
             return {}
         first = result.stages.get("initial")
@@ -271,7 +324,7 @@ class PADet(AssignmentDetector):
         if "apm_cls" in preds:
             logits = preds["apm_cls"][..., 0].float()
             bce = F.binary_cross_entropy_with_logits(logits, pos.float(), reduction="none")
-            used = hard_negative_mask(bce, pos, neg, self.apm_neg_pos_ratio)
+            used = self.negatives_used(bce, pos, neg, self.apm_neg_pos_ratio, "apm")
             losses["loss_padet_apm_cls"] = w * bce[used].sum() / normalizer
         if "apm_reg" in preds:
             n_idx, r_idx = pos.nonzero(as_tuple=True)
@@ -323,7 +376,7 @@ class PADet(AssignmentDetector):
         return super().inference_single_image(anchors, strides, preds, image_size)
 
     def level_scores(self, preds_level: Dict[str, Tensor]) -> Tuple[Tensor, Tensor]:
-        """Detection softmax probabilities (P8); anchors the APM scores below theta are dropped."""
+        """Detection softmax probabilities; anchors the APM scores below theta are dropped."""
         prob = torch.softmax(preds_level["cls"].float(), dim=-1)[:, : self.num_classes]
         if self.theta is not None:
             keep = torch.sigmoid(preds_level["apm_cls"].float()) >= self.theta  # (R_l, 1)

@@ -5,17 +5,32 @@ anchor-classification loss, the diagnostics and the inference of Sec. 3.3.
 Losses (keys ``loss_sad_<term>``), L = cls + 2 box + 1 ac (Sec. 3.4):
     cls: sigmoid focal loss (alpha 0.25, gamma 1) over all locations, / EMA(positive locations)
         (the base's classification loss on the "locations" set, declared by the head);
-    box: -ln(IoU) (UnitBox) of the regressed anchors (spec S4), / EMA(regressed anchors) (S5);
+    box: -ln(IoU) (UnitBox) of the regressed anchors (choice S4), / EMA(regressed anchors) (S5);
     ac: smoothed focal loss, Eq. 3 (alpha 0.25, beta 2), over the anchors of positive locations,
         / EMA(anchors with y_hat = 1) (S9). ``ac_loss="qfl"`` swaps in the QFL-style soft focal
         loss (ablation); sigma = 0 in the assigner gives binary targets (Table 5's "FL").
 Inference: score = p(location class) * p(anchor); per location the top-1 anchor by p(anchor)
 (``inference="top1"``), or the top ``inference_topk``, or every anchor with p(anchor) >
-``inference_tau`` ("pos", Table 6); then the base's gate, top-k, decode and NMS. Without the AC
-head (Table 2) one random anchor per location (fixed seed) carries the location probability.
+``inference_tau`` ("pos", Table 6); then the base's gate, top-k, decode and NMS.
+
+Without the AC head (Table 2: "we randomly pick an anchor from each positive location and then
+assign the probability of the corresponding location to the anchor ... repeat the experiments
+for 10 times and report the best result") one random anchor per location carries the location
+probability. The pick is drawn per image: draw ``noac_draw`` of an image is seeded by
+(``noac_draw``, the image's ``image_id``, else its ``file_name``, else a digest of its pixels),
+so an image gets the same anchors whatever the batch, the order or the process, and each draw
+index is a different pick. Run draws 0..N-1 and report their mean and best
+(``benchmarks/sad_noac_draws.py``).
+
+Logged each step (``sad/*``): positives per GT and negatives per positive for anchors and
+locations, mean mu_hat, and the mean IoU after regression (max over the image's GTs, on the
+detached predictions) of the positive locations' anchors that are positive before regression
+(``iou_after_reg_pos_anchors``) and of those that are not (``iou_after_reg_nonpos_anchors``):
+under R1 only the former regress, under R2 all of them.
 """
 
-from typing import Dict
+import zlib
+from typing import Dict, List
 
 import torch
 from torch import Tensor
@@ -28,7 +43,19 @@ from ..heads.sad_head import SADHead
 from ..losses import focal_loss, smoothed_focal_loss
 from .base import AssignmentDetector
 
-__all__ = ["SemiAnchoredDetector"]
+__all__ = ["SemiAnchoredDetector", "noac_draw_seed"]
+
+
+def noac_draw_seed(item: Dict, draw: int) -> int:
+    """Seed of draw ``draw`` of the no-AC anchor pick for one input dict (module docstring)."""
+    if item.get("image_id") is not None:
+        key = f"id:{item['image_id']}"
+    elif item.get("file_name"):
+        key = f"file:{item['file_name']}"
+    else:
+        image = item["image"].detach().cpu().contiguous()
+        key = f"pixels:{tuple(image.shape)}:{zlib.crc32(image.numpy().tobytes())}"
+    return zlib.crc32(f"{int(draw)}/{key}".encode())
 
 
 @META_ARCH_REGISTRY.register()
@@ -49,6 +76,7 @@ class SemiAnchoredDetector(AssignmentDetector):
         inference: str = "top1",
         inference_topk: int = 2,
         inference_tau: float = 0.1,
+        noac_draw: int = 0,
         focal_loss_gamma: float = 1.0,
         box_loss_type: str = "log_iou",
         box_loss_weight: float = 2.0,
@@ -75,6 +103,9 @@ class SemiAnchoredDetector(AssignmentDetector):
             inference_topk,
             inference_tau,
         )
+        self.noac_draw = int(noac_draw)
+        self._noac_seeds: List[int] = []
+        self._noac_generator = None
 
     @classmethod
     def from_config(cls, cfg):
@@ -82,7 +113,7 @@ class SemiAnchoredDetector(AssignmentDetector):
         s = cfg.MODEL.SEMIANCHOR.SAD
         ret.update(ac_loss=s.AC_LOSS, ac_loss_weight=s.AC_LOSS_WEIGHT, ac_alpha=s.AC_ALPHA)
         ret.update(ac_beta=s.AC_BETA, inference=s.INFERENCE, inference_topk=s.INFERENCE_TOPK)
-        ret.update(inference_tau=s.INFERENCE_TAU)
+        ret.update(inference_tau=s.INFERENCE_TAU, noac_draw=s.NOAC_DRAW)
         return ret
 
     @classmethod
@@ -105,7 +136,8 @@ class SemiAnchoredDetector(AssignmentDetector):
 
     def log_assignment(self, inputs, result) -> None:
         """Positives per GT and positive:negative ratios of anchors (static labels) and locations
-        (the paper's 1:1400 -> 1:200), mean mu_hat of the positive AC targets."""
+        (the paper's 1:1400 -> 1:200), mean mu_hat of the positive AC targets, mean IoU after
+        regression of the positive locations' anchors, positive or not before regression."""
         super().log_assignment(inputs, result)
         try:
             storage = get_event_storage()
@@ -120,6 +152,42 @@ class SemiAnchoredDetector(AssignmentDetector):
         ac = result["anchor_cls"]
         if int((ac.labels == 0).sum()):
             storage.put_scalar("sad/mean_mu_hat", float(ac.soft_targets[ac.labels == 0].mean()))
+        for name, mask in self.positive_location_anchors(inputs, result).items():
+            if int(mask.sum()):
+                mu = result.extras["iou_after_regression"][mask]
+                storage.put_scalar(f"sad/iou_after_reg_{name}", float(mu.mean()))
+
+    def positive_location_anchors(self, inputs, result) -> Dict[str, Tensor]:
+        """(N, R) masks of the anchors of positive locations: "pos_anchors" (positive before
+        regression) and "nonpos_anchors" (background or ignored before regression)."""
+        K = self.num_classes
+        at_pos_loc = result["locations"].positive_mask(K)[:, inputs.location_index()]
+        labels = result.extras["anchor_labels"]
+        static_pos = (labels >= 0) & (labels < K)
+        return {"pos_anchors": at_pos_loc & static_pos, "nonpos_anchors": at_pos_loc & ~static_pos}
+
+    # ------------------------------------------------------------------ inference
+    def forward(self, batched_inputs: List[Dict[str, Tensor]]):
+        """Detectron2's forward; without the AC head at inference, each image's draw seed is
+        taken from its input dict first (module docstring)."""
+        if self.training or "ac" in self.head_outputs:
+            return super().forward(batched_inputs)
+        self._noac_seeds = [noac_draw_seed(x, self.noac_draw) for x in batched_inputs]
+        try:
+            return super().forward(batched_inputs)
+        finally:
+            self._noac_seeds, self._noac_generator = [], None
+
+    def inference_single_image(self, anchors, strides, preds, image_size):
+        if "ac" not in preds:
+            if not self._noac_seeds:
+                raise RuntimeError(
+                    "SAD without the AC head draws its anchors per image: run inference through "
+                    "model(batched_inputs), whose dicts give the seed (image_id / file_name)"
+                )
+            seed = self._noac_seeds.pop(0)
+            self._noac_generator = torch.Generator(device="cpu").manual_seed(seed)
+        return super().inference_single_image(anchors, strides, preds, image_size)
 
     def level_candidates(self, preds_level: Dict[str, Tensor], num_cell_anchors: int):
         """Select anchors per location first (module doc), then gate and rank their scores."""
@@ -129,8 +197,10 @@ class SemiAnchoredDetector(AssignmentDetector):
         if "ac" in preds_level:
             ac_prob = torch.sigmoid(preds_level["ac"][:, 0]).view(num_loc, A)
         else:  # Table 2 without AC: a random anchor per location, the location probability
-            g = torch.Generator(device="cpu").manual_seed(0)
-            pick = torch.randint(0, A, (num_loc,), generator=g).to(loc_prob.device)
+            if self._noac_generator is None:
+                raise RuntimeError("the no-AC anchor pick needs the image's draw generator")
+            pick = torch.randint(0, A, (num_loc,), generator=self._noac_generator)
+            pick = pick.to(loc_prob.device)
             ac_prob = torch.nn.functional.one_hot(pick, A).to(loc_prob.dtype)
         if self.inference == "pos" and "ac" in preds_level:
             chosen = ac_prob > self.inference_tau

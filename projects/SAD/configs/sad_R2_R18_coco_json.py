@@ -1,0 +1,14 @@
+"""SAD at the quickstart budget with R2 regression targets: every anchor of a positive location
+regresses toward the location's GT (the default R1: only the anchors positive before
+regression, toward their own GT). The log's ``sad/iou_after_reg_nonpos_anchors`` shows what the
+extra anchors learn."""
+
+from detectron2.config import LazyConfig
+
+model, dataloader, optimizer, lr_multiplier, train = LazyConfig.load_rel(
+    "../../../configs/quickstart/sad_R18_coco_json.py",
+    ("model", "dataloader", "optimizer", "lr_multiplier", "train"),
+)
+
+model.assigner.regression = "location"
+train.output_dir = "./output/sad_R2_coco_json"

@@ -1,0 +1,12 @@
+"""SAD at the quickstart budget with the QFL-style AC loss, BCE(p, mu_hat) * |mu_hat - p|^beta,
+instead of Eq. 3 taken literally (whose positive term is zero at p = mu_hat and as p -> 1)."""
+
+from detectron2.config import LazyConfig
+
+model, dataloader, optimizer, lr_multiplier, train = LazyConfig.load_rel(
+    "../../../configs/quickstart/sad_R18_coco_json.py",
+    ("model", "dataloader", "optimizer", "lr_multiplier", "train"),
+)
+
+model.ac_loss = "qfl"
+train.output_dir = "./output/sad_qfl_coco_json"
