@@ -128,8 +128,9 @@ def run_assignment(
 
     ``feature_shapes`` (a dict, filled as it goes) is for static rules (:func:`is_static`) over
     many images: the backbone runs once per padded input size, whose feature map sizes are kept;
-    other batches of that size get empty feature maps of those sizes (the anchor generator reads
-    only their shapes) and the head is not run. The assignment is the same, in far less time.
+    then every batch gets empty feature maps of those sizes (the anchor generator reads only
+    their shapes) and the head is not run (``Assignment.preds`` is None). The assignment is the
+    same, in far less time.
 
     Raises:
         TypeError: the model has no assignment step (:func:`assignment_kind`).
@@ -170,9 +171,8 @@ def _features(model, images: Tensor, feature_shapes) -> Dict[str, Tensor]:
         return model.backbone(images)
     key = tuple(images.shape[-2:])
     if key not in feature_shapes:
-        features = model.backbone(images)
+        features = model.backbone(images[:1])
         feature_shapes[key] = {k: tuple(v.shape[-2:]) for k, v in features.items()}
-        return features
     n = images.shape[0]
     return {
         k: images.new_empty((n, 0) + hw) for k, hw in feature_shapes[key].items()
