@@ -57,14 +57,24 @@ def format_value(v) -> str:
     return str(v)
 
 
+def _empty(v) -> bool:
+    return v is None or v == "" or (isinstance(v, float) and math.isnan(v))
+
+
 def _markdown_table(rows: List[Dict], columns: Sequence[str] = ()) -> List[str]:
+    """A markdown table; columns without a value in any row are left out (all in the CSVs)."""
     if not rows:
         return ["(none)"]
     columns = list(columns) or list(dict.fromkeys(k for r in rows for k in r))
+    columns = [c for c in columns if any(not _empty(r.get(c)) for r in rows)]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for r in rows:
         lines.append("| " + " | ".join(format_value(r.get(c, "")) for c in columns) + " |")
     return lines
+
+
+def _csv_value(v):
+    return f"{v:.6g}" if isinstance(v, float) else v
 
 
 def _write_csv(path: str, rows: List[Dict]) -> str:
@@ -73,7 +83,7 @@ def _write_csv(path: str, rows: List[Dict]) -> str:
         w = csv.DictWriter(f, fieldnames=columns)
         w.writeheader()
         for r in rows:
-            w.writerow({k: r.get(k, "") for k in columns})
+            w.writerow({k: _csv_value(r.get(k, "")) for k in columns})
     return path
 
 
@@ -93,32 +103,44 @@ def _save(fig, path: str) -> str:
     return path
 
 
+_STYLES = [(m, ls) for ls in ("-", "--", ":") for m in ("o", "s", "^", "D", "v", "x")]
+
+
 def plot_positives_vs_size(stats: Sequence[AssignmentStats], path: str) -> str:
-    """Mean positives per GT (left) and share of GTs without a positive (right) per sqrt(area)
-    bin, one curve per assigner; bins without GTs are gaps."""
+    """Mean positives per GT (left, symmetric-log axis) and share of GTs without a positive
+    (right) per sqrt(area) bin, one curve per assigner; only the bins that hold GTs."""
     edges = FINE_SIZE_EDGES
     labels = size_bin_labels(edges)
-    x = np.arange(len(labels))
-    fig = _figure(1200, 460)
+    tables = [s.gt_table() for s in stats]
+    occupied = [
+        any(((t["size"] >= lo) & (t["size"] < hi)).any() for t in tables)
+        for lo, hi in zip(edges[:-1], edges[1:])
+    ]
+    bins = [k for k, o in enumerate(occupied) if o] or [0]
+    bins = list(range(bins[0], bins[-1] + 1))
+    x = np.arange(len(bins))
+    fig = _figure(1200, 480)
     left, right = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
-    for s in stats:
-        gt = s.gt_table()
+    for j, (s, gt) in enumerate(zip(stats, tables)):
         means, zeros = [], []
-        for lo, hi in zip(edges[:-1], edges[1:]):
-            sel = (gt["size"] >= lo) & (gt["size"] < hi)
+        for k in bins:
+            sel = (gt["size"] >= edges[k]) & (gt["size"] < edges[k + 1])
             n = gt["num_pos"][sel]
             means.append(n.mean() if len(n) else np.nan)
             zeros.append((n == 0).mean() if len(n) else np.nan)
-        left.plot(x, means, marker="o", label=s.name)
-        right.plot(x, zeros, marker="o", label=s.name)
+        marker, style = _STYLES[j % len(_STYLES)]
+        kw = dict(marker=marker, linestyle=style, label=s.name, alpha=0.85)
+        left.plot(x, means, **kw)
+        right.plot(x, zeros, **kw)
     for ax, ylabel in ((left, "mean positives per GT"), (right, "share of GTs without positive")):
         ax.set_xticks(x)
-        ax.set_xticklabels(labels, rotation=45, ha="right", fontsize=8)
+        ax.set_xticklabels([labels[k] for k in bins], rotation=45, ha="right", fontsize=8)
         ax.set_xlabel("GT size sqrt(area) in the input image (px)")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
-    right.set_ylim(-0.02, 1.02)
+    left.set_yscale("symlog", linthresh=1.0)
     left.set_ylim(bottom=0)
+    right.set_ylim(-0.02, 1.02)
     left.legend(fontsize=8)
     return _save(fig, path)
 
@@ -186,7 +208,8 @@ def plot_value_histograms(stats: Sequence[AssignmentStats], path: str) -> str:
 
 
 def draw_zero_positive_example(image_rgb: np.ndarray, example, title: str, path: str) -> str:
-    """The input image with its GTs: green with positives, red (thick) without."""
+    """The input image with its GTs: green with positives, red (thick) without (``path``: .png,
+    or .jpg for a smaller file)."""
     from matplotlib.patches import Rectangle
 
     h, w = image_rgb.shape[:2]
@@ -278,7 +301,9 @@ def write_analysis(
     md = list(header) + ["", "## Overall", ""]
     md += _markdown_table(tables["overall"], _OVERALL_MD)
     extra_cols = [c for r in tables["overall"] for c in r if c not in _OVERALL_MD and c != "images"]
-    extra_cols = list(dict.fromkeys(extra_cols))
+    extra_cols = [
+        c for c in dict.fromkeys(extra_cols) if any(not _empty(r.get(c)) for r in tables["overall"])
+    ]
     if extra_cols:
         md += ["", "Method-specific columns (stages, locations, soft targets):", ""]
         md += _markdown_table(tables["overall"], ["assigner"] + extra_cols)
