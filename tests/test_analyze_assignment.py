@@ -92,8 +92,10 @@ def test_hand_case_counts_equal_the_assigner(low_quality):
     # positives' IoU: anchor 0 with GT 0 (1.0), anchor 3 with GT 1 (0.14)
     expected = np.mean([1.0, 36 / 256] if low_quality else [1.0])
     assert abs(overall["mean IoU of positives"] - expected) < 1e-6
-    worst = stats.worst()
-    assert [w["w"] for w in worst] == ([] if low_quality else [6.0])
+    worst = stats.worst(class_names=["a", "b"])
+    assert [(w["image"], w["class"], w["w"]) for w in worst] == (
+        [] if low_quality else [("hand.jpg", "a", 6.0)]
+    )
     assert len(stats.examples) == (0 if low_quality else 1)
 
 

@@ -19,6 +19,7 @@ per level, per class); ``semianchor.analysis.report`` writes them.
 
 import heapq
 import math
+import os
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -138,6 +139,7 @@ class AssignmentStats:
         self.value_sum: Dict[str, Tuple[float, int]] = {}
         self.theta_ignored = 0
         self.examples: List[ZeroPositiveExample] = []
+        self.file_names: Dict[int, str] = {}  # image index -> file name (for the tables)
 
     # ------------------------------------------------------------------ accumulation
     def update(self, assignment, image_indices: Sequence[int], file_names: Sequence[str]) -> None:
@@ -169,6 +171,7 @@ class AssignmentStats:
         for i in range(inputs.num_images):
             m = int(inputs.gt_counts[i])
             self.num_images += 1
+            self.file_names[int(image_indices[i])] = file_names[i]
             gts = inputs.gt_boxes[i, :m].float().cpu()
             anchors = inputs.image_anchors(i).float().cpu()
             pos = positive[i].cpu()
@@ -332,7 +335,7 @@ class AssignmentStats:
         class_rows = []
         for k in range(self.num_classes):
             sel = gt["cls"] == k
-            name = class_names[k] if k < len(class_names) else f"class {k}"
+            name = _class_name(class_names, k)
             class_rows.append({"assigner": self.name, "class": name, **_gt_summary(gt, sel)})
         return {
             "overall": [overall],
@@ -341,15 +344,16 @@ class AssignmentStats:
             "classes": class_rows,
         }
 
-    def worst(self, n: int = 5) -> List[Dict]:
-        """The ``n`` smallest GTs without a positive (image, class, w x h, best anchor IoU)."""
+    def worst(self, n: int = 5, class_names: Sequence[str] = ()) -> List[Dict]:
+        """The ``n`` smallest GTs without a positive (image file, class, w x h in the input
+        image, best anchor IoU)."""
         gt = self.gt_table()
         idx = np.nonzero(gt["num_pos"] == 0)[0]
         idx = idx[np.argsort(gt["size"][idx], kind="stable")][:n]
         return [
             {
-                "image": int(gt["image"][j]),
-                "class": int(gt["cls"][j]),
+                "image": os.path.basename(self.file_names.get(int(gt["image"][j]), "?")),
+                "class": _class_name(class_names, int(gt["cls"][j])),
                 "w": float(gt["w"][j]),
                 "h": float(gt["h"][j]),
                 "best anchor IoU": float(gt["best_iou"][j]),
@@ -359,6 +363,10 @@ class AssignmentStats:
 
 
 # ----------------------------------------------------------------------------- helpers
+def _class_name(class_names: Sequence[str], k: int) -> str:
+    return class_names[k] if 0 <= k < len(class_names) else f"class {k}"
+
+
 def _anchor_levels(inputs) -> torch.Tensor:
     return torch.repeat_interleave(
         torch.arange(len(inputs.num_anchors_per_level)),

@@ -156,11 +156,15 @@ def plot_level_shares(stats: Sequence[AssignmentStats], path: str) -> str:
         pos = s.anchor_counts[final][:, 0].astype(np.float64) if s.anchor_counts else np.zeros(0)
         share = pos / max(pos.sum(), 1)
         ax.bar(np.arange(len(share)) + j * width - 0.4 + width / 2, share, width, label=s.name)
-    names = max((s.level_names for s in stats), key=len, default=[])
-    ax.set_xticks(np.arange(len(names)))
-    ax.set_xticklabels(names)
+    num_levels = max((len(s.level_names) for s in stats), default=0)
+    names = [  # detectors name their levels differently (p3-p7, d1-d6): every name of level k
+        " / ".join(dict.fromkeys(s.level_names[k] for s in stats if k < len(s.level_names)))
+        for k in range(num_levels)
+    ]
+    ax.set_xticks(np.arange(num_levels))
+    ax.set_xticklabels(names, fontsize=8)
     ax.set_ylabel("share of positive anchors")
-    ax.set_xlabel("pyramid level")
+    ax.set_xlabel("pyramid level, finest first")
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=8)
     return _save(fig, path)
@@ -317,7 +321,7 @@ def write_analysis(
     md += _markdown_table(tables["classes"])
     md += ["", "## GTs without a positive: the smallest", ""]
     for s in stats:
-        worst = s.worst()
+        worst = s.worst(class_names=class_names)
         md += [f"**{s.name}**: " + ("none" if not worst else "")]
         if worst:
             md += [""] + _markdown_table(worst) + [""]
