@@ -99,6 +99,24 @@ def test_hand_case_counts_equal_the_assigner(low_quality):
     assert len(stats.examples) == (0 if low_quality else 1)
 
 
+def test_rows_folded_over_many_images_keep_every_gt(monkeypatch):
+    """Over more images than the folding period, the per-GT table is every image's rows in
+    order (the folding into single arrays keeps memory flat, and loses nothing)."""
+    from semianchor.analysis import AssignmentStats, assignment
+
+    monkeypatch.setattr(assignment, "_COMPACT_EVERY", 8)  # a short period: a fast test
+    pair, _ = _hand_assignment(False)
+    stats = AssignmentStats("maxiou", num_classes=2)
+    n = 2 * 8 + 3
+    for i in range(n):
+        stats.update(pair, [i], [f"{i}.jpg"])
+    assert len(stats.rows["image"]) < 8  # folded
+    gt = stats.gt_table()
+    np.testing.assert_array_equal(gt["image"], np.repeat(np.arange(n), 2))
+    np.testing.assert_array_equal(gt["num_pos"], np.tile([1, 0], n))
+    assert stats.tables()["overall"][0]["GTs without positive"] == n
+
+
 # ----------------------------------------------------------------------------- static / dynamic
 def test_static_path_needs_no_weights(tmp_path, capsys):
     out = tmp_path / "report"

@@ -42,6 +42,7 @@ FINE_SIZE_EDGES = (0, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, math.i
 IOU_BINS = 50  # histogram of IoUs on [0, 1]
 VALUE_BINS = 40  # histogram of soft targets / weights on [0, VALUE_RANGE[name]]
 _GT_CHUNK = 64  # GTs per IoU block when finding each GT's best anchor
+_COMPACT_EVERY = 256  # images between foldings of the per-GT rows into single arrays
 
 
 def size_bin_labels(edges: Sequence[float] = FINE_SIZE_EDGES) -> List[str]:
@@ -201,9 +202,9 @@ class AssignmentStats:
             iou_sum = torch.zeros(m, dtype=torch.float64).index_add_(0, gt_of, ious.double())
             wh = (gts[:, 2:] - gts[:, :2]).clamp(min=0)
             self.rows["image"].append(np.full(m, image_indices[i], np.int64))
-            self.rows["cls"].append(inputs.gt_classes[i, :m].cpu().numpy())
-            self.rows["w"].append(wh[:, 0].numpy())
-            self.rows["h"].append(wh[:, 1].numpy())
+            self.rows["cls"].append(inputs.gt_classes[i, :m].cpu().numpy().copy())
+            self.rows["w"].append(wh[:, 0].numpy().copy())
+            self.rows["h"].append(wh[:, 1].numpy().copy())
             self.rows["num_pos"].append(num_pos.numpy().astype(np.int64))
             self.rows["num_levels"].append(level_mask[:m].sum(1).numpy())
             self.rows["best_iou"].append(_best_anchor_iou(anchors, gts).numpy())
@@ -227,6 +228,15 @@ class AssignmentStats:
                     heapq.heappush(self.examples, example)
                 elif example.zero.sum() > self.examples[0].zero.sum():
                     heapq.heapreplace(self.examples, example)
+        if len(self.rows["image"]) >= _COMPACT_EVERY:
+            self._compact()
+
+    def _compact(self) -> None:
+        """Fold the per-image row pieces into one array per column (few long-lived objects:
+        the process's memory stays flat over thousands of images)."""
+        for parts in list(self.rows.values()) + list(self.stage_pos.values()):
+            if len(parts) > 1:
+                parts[:] = [np.concatenate(parts)]
 
     def _add_sum(self, name: str, values: torch.Tensor) -> None:
         self.iou_sums[name][0] += float(values.double().sum())
