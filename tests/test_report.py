@@ -198,32 +198,63 @@ def test_compute_assignment_other_methods(config):
         assert type(model).__name__ in a.method
 
 
-def test_compute_assignment_without_assigner_call():
-    from detectron2.structures import Instances
+def test_compute_assignment_is_the_training_assignment():
+    """The picture is drawn from ``model.assign``, the step ``forward_training`` takes: the same
+    positives as the assigner called on the inputs the training step builds."""
+    from detectron2.config import LazyConfig, instantiate
+    from detectron2.data import DatasetMapper
+
+    from semianchor.data import load_shapes
+    from semianchor.engine.report import compute_assignment
+
+    cfg = LazyConfig.load(QUICKSTART_ATSS)
+    torch.manual_seed(0)
+    model = instantiate(cfg.model).eval()
+    mapper = DatasetMapper(is_train=True, augmentations=[], image_format="BGR")
+    records = [r for r in load_shapes("semianchor_shapes_tiny") if r["annotations"]][:2]
+    batch = [mapper(dict(r)) for r in records]
+    seen = []
+    forward_assign = model.assign
+    model.assign = lambda *a: seen.append(forward_assign(*a)) or seen[-1]
+    try:
+        with torch.no_grad():
+            images = model.preprocess_image(batch)
+            features = model.backbone(images.tensor)
+            features = [features[f] for f in model.head_in_features]
+            model.forward_training(
+                images, features, model.head(features), [x["instances"] for x in batch]
+            )
+    finally:
+        del model.assign
+    ((inputs, result),) = seen
+    pictures = compute_assignment(model, batch)
+    positive = result.positive_mask(inputs.num_classes)
+    for i, a in enumerate(pictures):
+        np.testing.assert_array_equal(a.anchor_boxes, inputs.anchors[positive[i]].numpy())
+        np.testing.assert_array_equal(a.matched_gt, result.matched_gt[i][positive[i]].numpy())
+
+
+def test_compute_assignment_noisy_anchor_rpn():
+    """A two-stage model's Noisy-Anchor RPN is drawn from its ``assign`` step (objectness, one
+    class): its top-N positives, matched to real GTs."""
+    from detectron2.config import LazyConfig, instantiate
 
     from semianchor.engine.report import compute_assignment
 
-    class NoAssign(torch.nn.Module):
-        """Has the attributes but its training path never assigns."""
+    from .modeling.conftest import make_batch
+    from .modeling.test_noisy_anchor import LAZY_RCNN, shrink_lazy_rcnn
 
-        assigner = staticmethod(lambda inputs: None)
-        head_in_features = []
-        device = torch.device("cpu")
-
-        def preprocess_image(self, batched_inputs):
-            return type("Images", (), {"tensor": torch.zeros(1, 3, 8, 8)})()
-
-        def backbone(self, x):
-            return {}
-
-        def head(self, features):
-            return {}
-
-        def forward_training(self, *args):
-            return {}
-
-    with pytest.raises(RuntimeError, match="did not call its assigner"):
-        compute_assignment(NoAssign(), [{"instances": Instances((8, 8))}])
+    cfg = LazyConfig.load(os.path.join(REPO, LAZY_RCNN))
+    torch.manual_seed(0)
+    model = instantiate(shrink_lazy_rcnn(cfg.model))
+    batch = make_batch(2, size=64, empty=(1,))
+    results = compute_assignment(model, batch)
+    topn = model.proposal_generator.assigner.topn
+    m = len(batch[0]["instances"])
+    assert "NoisyAnchorRPN" in results[0].method
+    counts = np.bincount(results[0].matched_gt, minlength=m)
+    assert len(counts) == m and (counts > 0).all() and (counts <= topn).all()
+    assert len(results[1].anchor_boxes) == 0
 
 
 def test_compute_assignment_needs_an_assigner():

@@ -7,9 +7,10 @@
 
 For each training image (test-time resize, no flip) it runs the model's backbone and head (so
 prediction-aware assigners such as DLA or cleanliness see real predictions; random ones without
---weights), the anchor generator and the assigner, then writes a PNG drawn like the papers'
-figures (``semianchor.engine.report.draw_assignment``): GT boxes, the centres of their positive
-anchors as dots in the GT's colour, a title naming the method and a legend with the counts;
+--weights) and its public assignment step (``model.assign``, the step training takes before its
+losses), then writes a PNG drawn like the papers' figures
+(``semianchor.engine.report.draw_assignment``): GT boxes, the centres of their positive anchors
+as dots in the GT's colour, a title naming the method and a legend with the counts;
 small images are upscaled. Detectron2's own RetinaNet and FCOS (our baselines) are drawn from
 their ``label_anchors``. ``--show-anchor-boxes`` also draws the positive anchors' boxes. It
 prints the positives per GT and per level.

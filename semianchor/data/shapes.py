@@ -46,6 +46,17 @@ SPLITS = {
     "semianchor_shapes_val": ShapesSplit(num_images=96, seed=10_000),
     # a tiny split for tests and smoke runs
     "semianchor_shapes_tiny": ShapesSplit(num_images=16, seed=20_000, image_size=128),
+    # crowded small objects (30-60 tries of shapes of 3-12% of 512 px per image, those hidden by
+    # earlier ones skipped; image 1 is empty, as in every split), for the assignment analysis
+    # (tools/analyze_assignment.py); generated on first use
+    "semianchor_shapes_crowded": ShapesSplit(
+        num_images=64,
+        seed=30_000,
+        image_size=512,
+        empty_fraction=0.0,
+        crowded_fraction=1.0,
+        crowded_objects=60,
+    ),
 }
 
 

@@ -16,8 +16,8 @@ only, ``--no-report`` to skip) writes under ``<output_dir>/report/``:
 
 Everything is drawn with matplotlib's Agg canvas (no display, no pyplot global state).
 
-All calls into model internals are in :func:`compute_assignment`, so that a change of the
-detectors' internal API only touches that function.
+The assignment comes from the detectors' public assignment step
+(:func:`semianchor.engine.assignment.run_assignment`).
 """
 
 import json
@@ -31,6 +31,8 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
+
+from .assignment import run_assignment
 
 logger = logging.getLogger(__name__)
 
@@ -107,166 +109,41 @@ class ImageAssignment:
     locations: Optional[LocationTargets] = None
 
 
-class _AssignmentCaptured(Exception):
-    """Raised by the recording assigner: stops ``forward_training`` before its losses."""
-
-
 def compute_assignment(model, batched_inputs: List[Dict]) -> List[ImageAssignment]:
     """Run ``model``'s label assignment on mapped inputs (with ``instances``) and return, per
     image, the GT boxes, the positive anchors' boxes and the GT each one is matched to.
 
-    This is the only function of the report that touches the detector's internals. It runs the
-    model's own training path (backbone, head, ``forward_training``) with ``model.assigner``
-    shadowed by a recorder that keeps the assigner's inputs and result and stops before the
-    losses, so every method's own anchors and assigner inputs are drawn (prediction-aware rules
-    such as DLA or cleanliness see the model's real predictions) without copying its plumbing.
-    It relies on: ``preprocess_image``, ``backbone``, ``head_in_features``, ``head``,
-    ``forward_training(images, features, predictions, gt_instances)`` calling
-    ``self.assigner(AssignInputs) -> AssignResult`` (the first call is drawn). The model runs in
-    eval mode (BatchNorm statistics untouched) and is restored.
-
-    Detectron2's own dense detectors (the RetinaNet and FCOS baselines) have no assigner: their
-    ``label_anchors`` is drawn instead.
+    The assignment comes from the model's public assignment step
+    (:func:`semianchor.engine.assignment.run_assignment`: ``model.assign``, the step
+    ``forward_training`` takes before its losses; Detectron2's ``label_anchors`` for the RetinaNet
+    and FCOS baselines; the proposal generator's ``assign`` for the Noisy-Anchor RPN), so every
+    method's own anchors and assigner inputs are drawn (prediction-aware rules such as DLA or
+    cleanliness see the model's real predictions). The model runs in eval mode (BatchNorm
+    statistics untouched) and is restored.
 
     Raises:
-        TypeError: the model has neither a label assigner nor ``label_anchors``.
+        TypeError: the model has no assignment step.
         ValueError: an input has no ``instances`` (map it with ``is_train=True``).
-        RuntimeError: ``forward_training`` never called the assigner.
     """
-    model = getattr(model, "module", model)  # DistributedDataParallel
-    for i, x in enumerate(batched_inputs):
-        if "instances" not in x:
-            raise ValueError(
-                f"input {i} has no 'instances': map it with DatasetMapper(is_train=True, ...)"
-            )
-    needed = ("assigner", "forward_training", "preprocess_image", "backbone", "head")
-    missing = [a for a in needed if not hasattr(model, a)]
-    if missing and _is_detectron2_dense_detector(model):
-        return _detectron2_assignment(model, batched_inputs)
-    if missing:
-        raise TypeError(
-            f"{type(model).__name__} has no semianchor label assigner (missing {missing}) and is "
-            "not a Detectron2 dense detector with label_anchors (RetinaNet, FCOS): the assignment "
-            "picture needs one of them"
-        )
-    from detectron2.utils.events import EventStorage
-
-    assigner, captured = model.assigner, {}
-
-    class Recorder:
-        """Calls the assigner, keeps its inputs and result, stops the training path; any other
-        attribute (``requires_predictions``, ...) is the assigner's."""
-
-        def __getattr__(self, name):
-            return getattr(assigner, name)
-
-        def __call__(self, inputs):
-            captured["inputs"], captured["result"] = inputs, assigner(inputs)
-            raise _AssignmentCaptured
-
-    record = Recorder()
-    was_training, in_dict = model.training, "assigner" in model.__dict__
-    model.eval()
-    # object.__setattr__: shadow the attribute even when the assigner is a registered submodule
-    object.__setattr__(model, "assigner", record)
-    try:
-        with torch.no_grad(), EventStorage(0):  # some models log scalars while training
-            images = model.preprocess_image(batched_inputs)
-            features = model.backbone(images.tensor)
-            features = [features[f] for f in model.head_in_features]
-            predictions = model.head(features)
-            gt_instances = [x["instances"].to(model.device) for x in batched_inputs]
-            try:
-                model.forward_training(images, features, predictions, gt_instances)
-            except _AssignmentCaptured:
-                pass
-    finally:
-        if in_dict:
-            object.__setattr__(model, "assigner", assigner)
-        else:
-            model.__dict__.pop("assigner", None)
-        model.train(was_training)
-    if not captured:
-        raise RuntimeError(f"{type(model).__name__}.forward_training did not call its assigner")
-    result = captured["result"]
-    level_names = list(getattr(model, "head_in_features", []))
-    method = f"{type(model).__name__}, {assigner!r}"
-    from semianchor.modeling.assigners.base import StagedAssigner
-
-    final_name = assigner.stages[-1][0] if isinstance(assigner, StagedAssigner) else "final"
-    out = _image_assignments(_or(result.inputs, captured["inputs"]), result, level_names, method)
-    for name, stage in (result.stages or {}).items():
-        views = _image_assignments(
-            _or(stage.inputs, captured["inputs"]), stage, level_names, method
-        )
-        for a, v in zip(out, views):
+    assignment = run_assignment(model, batched_inputs)
+    stages = assignment.stages()
+    views = [
+        _image_assignments(inputs, result, assignment.level_names, assignment.method)
+        for _, inputs, result in stages
+    ]
+    out = views[-1]
+    for (name, _, _), earlier in zip(stages[:-1], views[:-1]):
+        for a, v in zip(out, earlier):
             v.stage = name
             a.earlier_stages.append(v)
-    if result.stages:
+    if len(stages) > 1:
         for a in out:
-            a.stage = final_name
+            a.stage = assignment.final_stage
+    result, final_inputs = assignment.result, stages[-1][1]
     if "locations" in result.target_sets and "anchor_cls" in result.target_sets:
-        for i, loc in enumerate(_location_targets(_or(result.inputs, captured["inputs"]), result)):
+        for i, loc in enumerate(_location_targets(final_inputs, result)):
             out[i].locations = loc
     return out
-
-
-def _is_detectron2_dense_detector(model) -> bool:
-    return all(
-        hasattr(model, a)
-        for a in ("label_anchors", "anchor_generator", "preprocess_image", "backbone")
-    )
-
-
-def _detectron2_assignment(model, batched_inputs: List[Dict]) -> List[ImageAssignment]:
-    """The assignment of Detectron2's own dense detectors (our RetinaNet / FCOS baselines): their
-    ``label_anchors(anchors, gt_instances)`` (RetinaNet: max-IoU Matcher; FCOS: centre sampling
-    and scale ranges), run on the model's own anchors. ``label_anchors`` gives each positive its
-    matched GT *box*; the GT index is recovered as the first GT with exactly that box."""
-    from detectron2.structures import Boxes
-
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            images = model.preprocess_image(batched_inputs)
-            features = model.backbone(images.tensor)
-            features = [features[f] for f in model.head_in_features]
-            anchors = model.anchor_generator(features)
-            gt_instances = [x["instances"].to(model.device) for x in batched_inputs]
-            gt_labels, matched_boxes = model.label_anchors(anchors, gt_instances)
-    finally:
-        model.train(was_training)
-    levels = torch.repeat_interleave(
-        torch.arange(len(anchors)), torch.as_tensor([len(a) for a in anchors])
-    )
-    all_anchors = Boxes.cat(anchors).tensor.cpu()
-    level_names = list(getattr(model, "head_in_features", []))
-    out = []
-    for inst, labels, boxes in zip(gt_instances, gt_labels, matched_boxes):
-        gt = inst.gt_boxes.tensor.cpu()
-        pos = ((labels >= 0) & (labels < model.num_classes)).cpu()
-        if len(gt):
-            same = (boxes.cpu()[pos][:, None, :] == gt[None, :, :]).all(dim=2)  # (P, M)
-            matched = same.float().argmax(dim=1)
-        else:
-            matched = torch.zeros(0, dtype=torch.int64)
-        out.append(
-            ImageAssignment(
-                gt_boxes=gt.numpy(),
-                gt_classes=inst.gt_classes.cpu().numpy(),
-                anchor_boxes=all_anchors[pos].numpy(),
-                matched_gt=matched.numpy(),
-                anchor_levels=levels[pos].numpy(),
-                level_names=level_names or [f"level {k}" for k in range(len(anchors))],
-                method=f"{type(model).__name__} (Detectron2's label_anchors)",
-            )
-        )
-    return out
-
-
-def _or(value, default):
-    return default if value is None else value
 
 
 def _image_assignments(inputs, result, level_names, method) -> List[ImageAssignment]:

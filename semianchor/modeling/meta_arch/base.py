@@ -5,8 +5,9 @@ today's common behaviour as its default:
 
 * the head's declaration (``head.outputs``: per output its width and whether it is predicted per
   anchor or per location) drives :meth:`AssignmentDetector.flatten_predictions` and inference;
-* assignment: the ``assigner`` argument (a :class:`StagedAssigner` for several stages per step),
-  :meth:`~AssignmentDetector.prediction_scores` and
+* assignment: :meth:`~AssignmentDetector.assign` (the public step, as Detectron2's
+  ``label_anchors``: inputs and result), the ``assigner`` argument (a :class:`StagedAssigner` for
+  several stages per step), :meth:`~AssignmentDetector.prediction_scores` and
   :meth:`~AssignmentDetector.assign_inputs_extras` for what dynamic rules see;
 * losses: :meth:`~AssignmentDetector.classification_loss` (its element-wise function
   :meth:`~AssignmentDetector.classification_loss_fn`: sigmoid focal with soft targets, or softmax
@@ -313,11 +314,36 @@ class AssignmentDetector(DenseDetector):
         """Method-specific assigner inputs (e.g. DLA's alpha). Default: none."""
         return {}
 
+    def assign(
+        self,
+        anchors: List[Boxes],
+        preds: Dict[str, Tensor],
+        gt_instances: List[Instances],
+    ) -> Tuple[AssignInputs, AssignResult]:
+        """The label assignment of one training step (as Detectron2's ``label_anchors``).
+
+        Args:
+            anchors: the anchor generator's per-level anchors of the batch.
+            preds: the flattened predictions (:meth:`flatten_predictions`); dynamic rules see
+                them detached, static rules ignore them.
+            gt_instances: per image, ``Instances`` with ``gt_boxes`` and ``gt_classes``.
+
+        Returns:
+            ``(inputs, result)``: the assigner's inputs (:meth:`build_assign_inputs`) and its
+            :class:`AssignResult`. A staged assigner's later stages may run on other inputs
+            (e.g. promoted anchors): those are ``result.inputs`` / ``result.stages[name].inputs``.
+
+        :meth:`forward_training` calls it and computes the losses from what it returns; the
+        end-of-training report, ``tools/visualize_assignment.py`` and the assignment analysis
+        call it to look at the assignment without computing losses.
+        """
+        inputs = self.build_assign_inputs(anchors, preds, gt_instances)
+        return inputs, self.assigner(inputs)
+
     def forward_training(self, images, features, predictions, gt_instances):
         anchors = self.anchor_generator(features)
         preds = self.flatten_predictions(predictions)
-        inputs = self.build_assign_inputs(anchors, preds, gt_instances)
-        result = self.assigner(inputs)
+        inputs, result = self.assign(anchors, preds, gt_instances)
         self.log_assignment(inputs, result)
         return self.losses(inputs, preds, result)
 

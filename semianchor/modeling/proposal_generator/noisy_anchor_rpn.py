@@ -13,7 +13,7 @@ with S the sampled anchors and r re-normalised to mean 1 over the sampled positi
 Shape legend: N images, R anchors (levels concatenated), M padded GTs.
 """
 
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -26,7 +26,7 @@ from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import get_event_storage
 
 from ..anchors import anchor_strides
-from ..assigners import AssignInputs, LabelAssigner, pad_gt_instances
+from ..assigners import AssignInputs, AssignResult, LabelAssigner, pad_gt_instances
 from ..assigners.build import build_assigner
 from ..assigners.cleanliness import normalize_to_unit_mean
 from ..box_coder import DeltaBoxCoder
@@ -114,15 +114,24 @@ class NoisyAnchorRPN(RPN):
         r = None if result.weights is None else normalize_to_unit_mean(result.weights, pos)
         return pos, labels >= 0, targets, r
 
+    def assign(
+        self, inputs: AssignInputs, logits: Tensor, deltas: Tensor
+    ) -> Tuple[AssignInputs, AssignResult]:
+        """The label assignment of one step, before Detectron2's sampling: ``inputs`` (from
+        :meth:`label_and_sample_anchors`) with, for a dynamic rule, the detached predictions
+        (objectness probability as one class, (N, R) ``logits`` and (N, R, 4) ``deltas``), and
+        the assigner's result. :meth:`losses` calls it; so do the report and the analysis."""
+        if self.assigner.requires_predictions:
+            inputs.pred_scores = torch.sigmoid(logits.detach().float())[..., None]
+            inputs.pred_regression = deltas.detach().float()
+        return inputs, self.assigner(inputs)
+
     def losses(self, anchors, pred_objectness_logits, inputs, pred_anchor_deltas, gt_instances):
         """Assignment on the predictions, sampling, then the losses of the module docstring.
         Arguments as Detectron2's ``RPN.losses``, with ``label_and_sample_anchors``'s outputs."""
         logits = cat(pred_objectness_logits, dim=1)  # (N, R)
         deltas = cat(pred_anchor_deltas, dim=1)  # (N, R, 4)
-        if self.assigner.requires_predictions:
-            inputs.pred_scores = torch.sigmoid(logits.detach().float())[..., None]
-            inputs.pred_regression = deltas.detach().float()
-        result = self.assigner(inputs)
+        inputs, result = self.assign(inputs, logits, deltas)
         pos, valid, targets, r = self.sampled_targets(inputs, gt_instances, result)
 
         bce = cleanliness_focal_loss(logits[valid], targets[valid], alpha=-1.0, gamma=0.0)
