@@ -11,13 +11,18 @@ from .conftest import REPO
 ABSOLUTE = re.compile(r"(?<![\w$.])/(?:work|home|root|tmp|data|mnt|Users)/")
 
 
-def _train_assigners():
+def _benchmark(name: str):
+    """benchmarks/<name>.py as a module (the benchmarks are scripts, not a package)."""
     spec = importlib.util.spec_from_file_location(
-        "train_assigners", os.path.join(REPO, "benchmarks", "train_assigners.py")
+        name, os.path.join(REPO, "benchmarks", f"{name}.py")
     )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _train_assigners():
+    return _benchmark("train_assigners")
 
 
 def test_portable_command_uses_a_placeholder_and_relative_paths():
@@ -101,20 +106,11 @@ def test_recorded_iterations_are_the_runs_train_max_iter(tmp_path):
     assert _train_assigners().run_max_iter(path) == 150
 
 
-def _bench_train_step():
-    spec = importlib.util.spec_from_file_location(
-        "bench_train_step", os.path.join(REPO, "benchmarks", "bench_train_step.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_train_step_benchmark_times_every_phase_of_each_kind_of_model():
     """The step benchmark's timers see the backbone, the head and the assignment of an
     AssignmentDetector (ATSS), a Detectron2 dense detector (RetinaNet's label_anchors) and the
     two-stage Noisy-Anchor Faster R-CNN, and the phases add up to the step."""
-    bench = _bench_train_step()
+    bench = _benchmark("bench_train_step")
     batch = bench.fixed_batch(2, image_size=(128, 128))
     trainees = [bench.Trainee(name) for name in ("atss", "retinanet", "noisy_anchor_faster_rcnn")]
     for t in trainees:

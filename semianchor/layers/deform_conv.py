@@ -48,7 +48,10 @@ def _pair(value: IntPair, name: str) -> Tuple[int, int]:
 
 
 def _check(input, offset, weight, bias, stride, padding, dilation):
-    """Shapes, dtypes and devices of a DCNv1 call; returns (kh, kw, Ho, Wo)."""
+    """Shapes, dtypes and devices of a DCNv1 call; returns the (stride, padding, dilation) pairs
+    and (kh, kw, Ho, Wo)."""
+    stride, padding = _pair(stride, "stride"), _pair(padding, "padding")
+    dilation = _pair(dilation, "dilation")
     if input.dim() != 4 or weight.dim() != 4 or offset.dim() != 4:
         raise ValueError(
             "deform_conv2d: input (N, C, H, W), offset (N, 2 kh kw, Ho, Wo) and weight "
@@ -86,7 +89,7 @@ def _check(input, offset, weight, bias, stride, padding, dilation):
         raise ValueError(f"deform_conv2d: floating-point tensors expected, got {input.dtype}")
     if bias is not None and tuple(bias.shape) != (O,):
         raise ValueError(f"deform_conv2d: bias must be ({O},), got {tuple(bias.shape)}")
-    return kh, kw, Ho, Wo
+    return (stride, padding, dilation), (kh, kw, Ho, Wo)
 
 
 def _sample_positions(offset, kh, kw, Ho, Wo, stride, padding, dilation):
@@ -128,8 +131,9 @@ def _deform_conv2d_sampled(input, offset, weight, bias, kh, kw, Ho, Wo, stride, 
 
 
 def _deform_conv2d_sampled_op(input, offset, weight, bias, stride, padding, dilation):
-    stride, padding, dilation = tuple(stride), tuple(padding), tuple(dilation)
-    kh, kw, Ho, Wo = _check(input, offset, weight, bias, stride, padding, dilation)
+    (stride, padding, dilation), (kh, kw, Ho, Wo) = _check(
+        input, offset, weight, bias, stride, padding, dilation
+    )
     return _deform_conv2d_sampled(
         input, offset, weight, bias, kh, kw, Ho, Wo, stride, padding, dilation
     )
@@ -167,9 +171,9 @@ def deform_conv2d(
     """
     if impl not in DEFORM_CONV_IMPLS:
         raise ValueError(f"deform_conv2d: impl must be one of {DEFORM_CONV_IMPLS}, got {impl!r}")
-    stride, padding = _pair(stride, "stride"), _pair(padding, "padding")
-    dilation = _pair(dilation, "dilation")
-    kh, kw, Ho, Wo = _check(input, offset, weight, bias, stride, padding, dilation)
+    (stride, padding, dilation), (kh, kw, Ho, Wo) = _check(
+        input, offset, weight, bias, stride, padding, dilation
+    )
     if impl == "auto":
         impl = "torchvision" if input.is_cuda else "sampled"
     if impl == "torchvision":
@@ -194,9 +198,9 @@ def deform_conv2d_reference(
 ) -> Tensor:
     """The specification (module doc), written as four explicit corner gathers per sample: slow,
     differentiable, no coordinate normalisation."""
-    stride, padding = _pair(stride, "stride"), _pair(padding, "padding")
-    dilation = _pair(dilation, "dilation")
-    kh, kw, Ho, Wo = _check(input, offset, weight, bias, stride, padding, dilation)
+    (stride, padding, dilation), (kh, kw, Ho, Wo) = _check(
+        input, offset, weight, bias, stride, padding, dilation
+    )
     N, C, H, W = input.shape
     K = kh * kw
     y, x = _sample_positions(offset, kh, kw, Ho, Wo, stride, padding, dilation)
