@@ -191,10 +191,11 @@ def smooth_l1(d: float, beta: float) -> float:
 
 
 def assert_detections(got, expected, atol=1e-5):
-    """``got`` (boxes, scores, classes) equals ``expected`` [(box, score, class)] in any order
-    of equal scores, best first."""
+    """``got`` (boxes, scores, classes), best first, equals ``expected`` [(box, score, class)]
+    sorted by decreasing score."""
     boxes, scores, classes = got
     assert len(scores) == len(expected), (boxes, scores, classes, expected)
+    expected = sorted(expected, key=lambda e: -e[1])
     for (b, s, c), box, score, cls in zip(expected, boxes, scores, classes):
         torch.testing.assert_close(box, torch.as_tensor(b, dtype=torch.float32), atol=atol, rtol=0)
         assert abs(float(score) - s) < atol, (float(score), s)
