@@ -198,6 +198,16 @@ def test_qfl_ac_loss_ablation():
     assert_losses(got, hand_losses([1, K, K, 0], {0: 0, 6: 1}, ac_loss="qfl"))
 
 
+def test_without_the_ac_head_there_is_no_ac_term():
+    """Table 2's no-AC row: the same cls and box terms, no loss_sad_ac."""
+    flat = train_flat()
+    del flat["ac"]
+    got = training_losses(sad(ac=False), flat, [gt_instances(GTS, GT_CLASSES)])
+    expected = hand_losses([1, K, K, 0], {0: 0, 6: 1})
+    del expected["loss_sad_ac"]
+    assert_losses(got, expected)
+
+
 def test_empty_image_only_the_classification_loss_and_normalisers_at_one():
     got = training_losses(sad(), train_flat(), [gt_instances([], [])])
     cls = sigmoid_focal_loss(
