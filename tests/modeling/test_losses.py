@@ -101,6 +101,17 @@ def test_pairwise_aligned_iou_is_torchvisions_diagonal():
     torch.testing.assert_close(giou, generalized_box_iou(BOXES_A, BOXES_B).diag())
 
 
+def test_pairwise_aligned_iou_keeps_leading_dimensions():
+    """(N, R, 4) pairs, as the batched callers pass them."""
+    iou, giou = pairwise_aligned_iou(
+        torch.stack([BOXES_A, BOXES_B]), torch.stack([BOXES_B, BOXES_A])
+    )
+    assert iou.shape == giou.shape == (2, 3)
+    for row in (0, 1):
+        torch.testing.assert_close(iou[row], box_iou(BOXES_A, BOXES_B).diag())
+        torch.testing.assert_close(giou[row], generalized_box_iou(BOXES_A, BOXES_B).diag())
+
+
 def test_iou_losses_against_torchvision():
     iou = box_iou(BOXES_A, BOXES_B).diag()
     giou = generalized_box_iou(BOXES_A, BOXES_B).diag()
@@ -139,5 +150,5 @@ def test_centerness_by_hand_and_zero_outside():
 
 
 def test_unknown_reduction_is_an_error():
-    with pytest.raises(ValueError, match="unknown reduction 'avg'"):
+    with pytest.raises(ValueError, match=r"^unknown reduction 'avg'$"):
         focal_loss(LOGITS, BINARY, reduction="avg")
