@@ -7,6 +7,7 @@ from typing import Sequence
 import torch
 
 from .. import extension
+from . import _selfcheck
 
 
 def as_float_boxes(x, name: str, shapes: str, dims: Sequence[int]) -> torch.Tensor:
@@ -67,8 +68,14 @@ def check_values_in_python(kernel: bool, device: torch.device) -> bool:
 
 
 def use_kernel(op: str, device: torch.device) -> bool:
-    """True when ``torch.ops.semianchor.<op>`` has a kernel for ``device``; else warn once."""
+    """True when the wrapper of ``op`` calls ``torch.ops.semianchor.<op>`` on ``device``: it has
+    a kernel there and ``SEMIANCHOR_KERNELS`` is not ``reference`` (a CUDA kernel is first
+    self-checked against its reference, once per process: :mod:`._selfcheck`). Otherwise the
+    wrapper runs the reference (with a one-time warning when the kernel is missing)."""
+    if _selfcheck.kernels_mode() == "reference":
+        return False
     if extension.has_ops(device, op):
+        _selfcheck.ensure_checked(op, device)
         return True
     extension.warn_fallback_once(op, device)
     return False

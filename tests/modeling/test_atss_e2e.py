@@ -1,7 +1,5 @@
 """ATSS detectors end to end: LazyConfig and yacs builds, training steps, inference."""
 
-import math
-
 import pytest
 import torch
 
@@ -9,12 +7,7 @@ from detectron2.utils.events import EventStorage
 
 from semianchor.modeling import ATSS, ATSSAssigner, DeltaBoxCoder, LTRBBoxCoder, MaxIoUAssigner
 
-from .conftest import (
-    NUM_CLASSES,
-    assert_finite_detections,
-    make_batch,
-    run_with_poisoned_regression,
-)
+from .conftest import NUM_CLASSES, make_batch
 
 LAZY = {
     "anchor_based": "configs/COCO-Detection/atss_R_50_FPN_1x.py",
@@ -34,47 +27,6 @@ def test_lazy_and_yacs_builds_agree(variant, lazy_model, yacs_model):
     assert isinstance(lazy.assigner, ATSSAssigner) and isinstance(yacs.assigner, ATSSAssigner)
     coder = LTRBBoxCoder if variant == "anchor_free" else DeltaBoxCoder
     assert isinstance(lazy.box_coder, coder) and isinstance(yacs.box_coder, coder)
-    lazy_sd, yacs_sd = lazy.state_dict(), yacs.state_dict()
-    assert sorted(lazy_sd) == sorted(yacs_sd)
-    for k in lazy_sd:
-        assert lazy_sd[k].shape == yacs_sd[k].shape, k
-    # a checkpoint of one loads strictly into the other
-    yacs.load_state_dict(lazy_sd, strict=True)
-
-
-@pytest.mark.parametrize("variant", sorted(LAZY))
-def test_training_step_with_empty_gt_image(variant, lazy_model):
-    model = lazy_model(LAZY[variant])
-    model.train()
-    batch = make_batch(3, empty=(1,))
-    with EventStorage():
-        losses = model(batch)
-    assert set(losses) == {"loss_atss_cls", "loss_atss_box", "loss_atss_ctr"}
-    total = sum(losses.values())
-    assert torch.isfinite(total)
-    total.backward()
-    grads = [p.grad for p in model.parameters() if p.requires_grad]
-    assert all(g is not None and torch.isfinite(g).all() for g in grads)
-
-
-def test_all_empty_batch_trains(lazy_model):
-    model = lazy_model(LAZY["anchor_based"])
-    model.train()
-    with EventStorage():
-        losses = model(make_batch(2, empty=(0, 1)))
-    assert losses["loss_atss_cls"] > 0
-    assert losses["loss_atss_box"] == 0 and losses["loss_atss_ctr"] == 0
-    sum(losses.values()).backward()  # all negatives: still a valid graph
-
-
-def test_training_step_under_autocast(lazy_model):
-    model = lazy_model(LAZY["anchor_based"])
-    model.train()
-    with EventStorage(), torch.autocast("cpu", dtype=torch.bfloat16):
-        losses = model(make_batch(2))
-    for k, v in losses.items():
-        assert v.dtype == torch.float32, k
-        assert torch.isfinite(v), k
 
 
 def test_losses_fall_when_overfitting_one_batch(lazy_model):
@@ -93,14 +45,6 @@ def test_losses_fall_when_overfitting_one_batch(lazy_model):
             opt.step()
             history.append(total.item())
     assert history[-1] < history[0] * 0.9, history
-
-
-@pytest.mark.parametrize("bad", [math.inf, math.nan])
-def test_non_finite_regression_never_yields_a_non_finite_box(bad, lazy_model):
-    """A finite image, NaN/inf injected into the regression after the head, every location past
-    the class gate: there are detections and every box is finite (the box filter caught them)."""
-    model = lazy_model(LAZY["anchor_based"])
-    assert_finite_detections(run_with_poisoned_regression(model, bad))
 
 
 def test_inference_output_format(lazy_model):

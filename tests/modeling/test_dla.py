@@ -14,12 +14,7 @@ from semianchor.modeling.assigners import ATSSAssigner, DLAAssigner, dla_alpha, 
 from semianchor.modeling.heads.dla_head import DLAHead
 from semianchor.modeling.losses import pairwise_aligned_iou
 
-from .conftest import (
-    NUM_CLASSES,
-    assert_finite_detections,
-    make_batch,
-    run_with_poisoned_regression,
-)
+from .conftest import NUM_CLASSES, make_batch
 from .test_assigners import LEVEL, K, make_inputs
 
 LAZY = "configs/COCO-Detection/dla_R_50_FPN_1x.py"
@@ -260,12 +255,7 @@ def test_lazy_and_yacs_builds_agree(lazy_model, yacs_model):
         assert m.score_mode == "metric" and m.box_loss_weight == 2.0 and m.metric_loss_weight == 1.0
         assert m.alpha0 == 0.9 and m.fixed_alpha is None
         assert "quality" not in m.head.output_dims and m.head.output_dims["metric"] == 1
-    lazy_sd, yacs_sd = lazy.state_dict(), yacs.state_dict()
-    assert sorted(lazy_sd) == sorted(yacs_sd)
-    for k in lazy_sd:
-        assert lazy_sd[k].shape == yacs_sd[k].shape, k
-    yacs.load_state_dict(lazy_sd, strict=True)
-    assert any(k.startswith("head.metric_reduce") for k in lazy_sd)
+    assert any(k.startswith("head.metric_reduce") for k in lazy.state_dict())
     # metric branch: 1x1 conv from the concatenated towers (2C) to C, 3x3 conv to A = 1 channel
     assert lazy.head.metric_reduce.weight.shape[1:] == (2 * 64, 1, 1)
     assert lazy.head.metric_pred.weight.shape[:2] == (
@@ -373,34 +363,6 @@ def test_losses_follow_eq6_and_eq7(lazy_model):
     )
 
 
-def test_all_empty_batch_trains(lazy_model):
-    model = tiny_dla(lazy_model, fixed_alpha=0.9)
-    model.train()
-    with EventStorage():
-        losses = model(make_batch(2, size=64, empty=(0, 1)))
-    assert losses["loss_dla_cls"] > 0 and losses["loss_dla_metric"] > 0
-    assert losses["loss_dla_box"] == 0
-    sum(losses.values()).backward()
-
-
-def test_training_step_under_autocast(lazy_model):
-    model = tiny_dla(lazy_model, fixed_alpha=0.9)
-    model.train()
-    with EventStorage(), torch.autocast("cpu", dtype=torch.bfloat16):
-        losses = model(make_batch(2, size=64))
-    for k, v in losses.items():
-        assert v.dtype == torch.float32, k
-        assert torch.isfinite(v), k
-
-
-@pytest.mark.parametrize("bad", [math.inf, math.nan])
-def test_non_finite_regression_never_yields_a_non_finite_box(bad, lazy_model):
-    """A finite image, NaN/inf injected into the regression after the head, every location past
-    the class gate: there are detections and every box is finite (the box filter caught them)."""
-    model = tiny_dla(lazy_model)
-    assert_finite_detections(run_with_poisoned_regression(model, bad))
-
-
 def test_inference_ranks_by_the_metric(lazy_model):
     model = tiny_dla(lazy_model)
     model.eval()
@@ -428,19 +390,6 @@ def test_inference_ranks_by_the_metric(lazy_model):
         model.score_mode = mode
         gate, final = model.level_scores(level)
         assert torch.equal(gate, pc) and torch.allclose(final, expected), mode
-
-
-def test_default_predictor_serves_dla(yacs_model):
-    import numpy as np
-
-    from detectron2.engine import DefaultPredictor
-
-    _, cfg = yacs_model("configs/yacs/DLA_R18_shapes.yaml")
-    cfg.INPUT.MIN_SIZE_TEST = 0
-    predictor = DefaultPredictor(cfg)
-    assert isinstance(predictor.model, DLA)
-    out = predictor(np.random.RandomState(0).randint(0, 255, (64, 64, 3)).astype(np.uint8))
-    assert out["instances"].image_size == (64, 64)
 
 
 def test_bad_constructor_arguments_raise(lazy_model):

@@ -30,9 +30,7 @@ from .conftest import (
     CHANNELS,
     NUM_CLASSES,
     REPO,
-    assert_finite_detections,
     make_batch,
-    run_with_poisoned_regression,
     shrink_lazy_model,
     shrink_yacs,
 )
@@ -357,14 +355,6 @@ def yacs_build(rel_path, rcnn=False):
     return build_model(cfg)
 
 
-def assert_same_state_dict_keys(a, b):
-    sa, sb = a.state_dict(), b.state_dict()
-    assert sorted(sa) == sorted(sb)
-    for k in sa:
-        assert sa[k].shape == sb[k].shape, k
-    b.load_state_dict(sa, strict=True)
-
-
 def test_retinanet_lazy_and_yacs_builds_agree(tiny_retinanet):
     yacs = yacs_build(YACS)
     assert isinstance(yacs, NoisyAnchorRetinaNet) and isinstance(yacs.assigner, CleanlinessAssigner)
@@ -372,35 +362,6 @@ def test_retinanet_lazy_and_yacs_builds_agree(tiny_retinanet):
     assert yacs.anchor_generator.num_cell_anchors == [9] * 5
     assert yacs.smooth_l1_beta == tiny_retinanet.smooth_l1_beta == 0.1
     assert yacs.test_nms_thresh == tiny_retinanet.test_nms_thresh == 0.5
-    assert_same_state_dict_keys(tiny_retinanet, yacs)
-
-
-def test_retinanet_training_step_with_empty_gt_image(tiny_retinanet):
-    model = tiny_retinanet
-    model.train()
-    model.zero_grad()
-    with EventStorage() as storage:
-        losses = model(make_batch(3, empty=(1,)))
-        assert set(losses) == {"loss_noisy_cls", "loss_noisy_box"}
-        total = sum(losses.values())
-        assert torch.isfinite(total)
-        total.backward()
-        assert 0 < storage.latest()["noisy/mean_cleanliness"][0] < 1
-    grads = [p.grad for p in model.parameters() if p.requires_grad]
-    assert all(g is not None and torch.isfinite(g).all() for g in grads)
-    with EventStorage():  # all images empty: negatives only, still a valid graph
-        losses = model(make_batch(2, empty=(0, 1)))
-    assert losses["loss_noisy_cls"] > 0 and losses["loss_noisy_box"] == 0
-    sum(losses.values()).backward()
-
-
-def test_retinanet_training_step_under_autocast(tiny_retinanet):
-    model = tiny_retinanet
-    model.train()
-    with EventStorage(), torch.autocast("cpu", dtype=torch.bfloat16):
-        losses = model(make_batch(2))
-    for k, v in losses.items():
-        assert v.dtype == torch.float32 and torch.isfinite(v), k
 
 
 def test_retinanet_losses_fall_when_overfitting_one_batch():
@@ -420,13 +381,6 @@ def test_retinanet_losses_fall_when_overfitting_one_batch():
             opt.step()
             history.append(total.item())
     assert history[-1] < history[0] * 0.9, history
-
-
-@pytest.mark.parametrize("bad", [math.inf, math.nan])
-def test_retinanet_non_finite_regression_never_yields_a_non_finite_box(bad, tiny_retinanet):
-    """A finite image, NaN/inf injected into the regression after the head, every anchor past
-    the class gate: there are detections and every box is finite (the box filter caught them)."""
-    assert_finite_detections(run_with_poisoned_regression(tiny_retinanet, bad))
 
 
 def test_retinanet_inference_output_format(tiny_retinanet):
@@ -502,27 +456,6 @@ def test_rcnn_lazy_and_yacs_builds_agree(tiny_rcnn):
         assert isinstance(m.proposal_generator, NoisyAnchorRPN)
         assert isinstance(m.proposal_generator.assigner, CleanlinessAssigner)
     assert repr(yacs.proposal_generator.assigner) == repr(tiny_rcnn.proposal_generator.assigner)
-    assert_same_state_dict_keys(tiny_rcnn, yacs)
-
-
-def test_rpn_training_step_with_empty_gt_image(tiny_rcnn):
-    model = tiny_rcnn
-    model.train()
-    model.zero_grad()
-    with EventStorage() as storage:
-        losses = model(make_batch(3, empty=(1,)))
-        assert {"loss_rpn_cls", "loss_rpn_loc", "loss_cls", "loss_box_reg"} <= set(losses)
-        total = sum(losses.values())
-        assert torch.isfinite(total)
-        total.backward()
-        latest = storage.latest()
-        assert latest["rpn/num_pos_anchors"][0] > 0 and 0 < latest["rpn/mean_cleanliness"][0] < 1
-    rpn_grads = [p.grad for p in model.proposal_generator.parameters()]
-    assert all(g is not None and torch.isfinite(g).all() for g in rpn_grads)
-    with EventStorage():
-        losses = model(make_batch(2, empty=(0, 1)))
-    assert losses["loss_rpn_cls"] > 0 and losses["loss_rpn_loc"] == 0
-    sum(losses.values()).backward()
 
 
 def test_rpn_losses_are_soft_bce_and_l1_weighted_by_r(tiny_rcnn, monkeypatch):
@@ -579,43 +512,6 @@ def test_rpn_losses_are_soft_bce_and_l1_weighted_by_r(tiny_rcnn, monkeypatch):
     l1 = (deltas - target).abs().sum(-1)
     expected_loc = (l1 * res.weights)[pos].sum() / (256 * 2)
     assert losses["loss_rpn_loc"].item() == pytest.approx(expected_loc.item(), rel=1e-4)
-
-
-def test_rpn_training_step_under_autocast(tiny_rcnn):
-    model = tiny_rcnn
-    model.train()
-    with EventStorage(), torch.autocast("cpu", dtype=torch.bfloat16):
-        losses = model(make_batch(2))
-    for k in ("loss_rpn_cls", "loss_rpn_loc"):
-        assert losses[k].dtype == torch.float32 and torch.isfinite(losses[k]), k
-
-
-@pytest.mark.parametrize("bad", [math.inf, math.nan])
-def test_rcnn_non_finite_box_deltas_never_yield_a_non_finite_box(bad, tiny_rcnn):
-    """A finite image; the second stage's box deltas poisoned with NaN/inf and every class logit
-    forced above background, so the score threshold passes them: every returned box is finite."""
-    model = tiny_rcnn
-    model.eval()
-    predictor = model.roi_heads.box_predictor
-    forward = predictor.forward
-    g = torch.Generator().manual_seed(0)
-
-    def poisoned(x):
-        scores, deltas = forward(x)
-        scores = torch.zeros_like(scores)
-        scores[:, :-1] = 5.0  # foreground classes well above the background logit
-        # whole proposals poisoned (Detectron2 drops a proposal when any class's box is
-        # non-finite), the other half left finite so that detections remain
-        mask = torch.rand(deltas.shape[0], 1, generator=g) < 0.5
-        return scores, torch.where(mask, torch.full_like(deltas, bad), deltas)
-
-    predictor.forward = poisoned
-    try:
-        with torch.no_grad():
-            out = model(make_batch(2, size=64))
-    finally:
-        del predictor.forward
-    assert_finite_detections([o["instances"].pred_boxes.tensor for o in out])
 
 
 def test_rcnn_inference_output_format(tiny_rcnn):

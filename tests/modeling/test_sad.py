@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from detectron2.config import LazyConfig, instantiate
-from detectron2.utils.events import EventStorage
 
 from semianchor.modeling.assigners import AssignInputs, SADAssigner
 from semianchor.modeling.assigners.sad import ac_soft_targets, location_labels
@@ -19,7 +18,7 @@ from semianchor.modeling.box_coder import DeltaBoxCoder
 from semianchor.modeling.losses import iou_loss, smoothed_focal_loss
 from semianchor.modeling.meta_arch import SemiAnchoredDetector
 
-from .conftest import NUM_CLASSES, REPO, make_batch, shrink_lazy_model
+from .conftest import NUM_CLASSES, REPO, shrink_lazy_model
 
 LAZY = "configs/COCO-Detection/sad_R_50_FPN_1x.py"
 YACS = "configs/yacs/SAD_R_50_FPN_1x.yaml"
@@ -220,34 +219,6 @@ def tiny_sad():
     return instantiate(shrink_lazy_model(cfg.model))
 
 
-def test_training_step_with_empty_gt_image(tiny_sad):
-    model = tiny_sad
-    model.train()
-    with EventStorage() as storage:
-        losses = model(make_batch(3, size=64, empty=(1,)))
-        logged = storage.latest()
-    assert set(losses) == {"loss_sad_cls", "loss_sad_box", "loss_sad_ac"}
-    total = sum(losses.values())
-    assert torch.isfinite(total)
-    total.backward()
-    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
-    for key in ("sad/pos_per_gt_anchors", "sad/pos_per_gt_locations", "sad/neg_per_pos_locations"):
-        assert key in logged
-    model.zero_grad()
-    with EventStorage():  # only empty images: all negatives
-        losses = model(make_batch(2, size=64, empty=(0, 1)))
-    assert losses["loss_sad_box"] == 0 and losses["loss_sad_ac"] == 0
-    assert losses["loss_sad_cls"] > 0
-
-
-def test_training_step_under_autocast(tiny_sad):
-    model = tiny_sad
-    model.train()
-    with EventStorage(), torch.autocast("cpu", dtype=torch.bfloat16):
-        losses = model(make_batch(2, size=64))
-    assert all(v.dtype == torch.float32 and torch.isfinite(v) for v in losses.values())
-
-
 def test_top1_inference_on_a_hand_case(tiny_sad):
     """One level, 2 locations x A = 3 anchors: location 0's best anchor is 2 (AC), location 1
     is below the gate; the detection is anchor 2's decoded box with p_loc * p_ac."""
@@ -271,33 +242,6 @@ def test_top1_inference_on_a_hand_case(tiny_sad):
         model.inference = "top1"
 
 
-@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
-def test_non_finite_regression_never_yields_a_non_finite_box(tiny_sad, bad):
-    """A finite image; NaN/inf injected into the regression output after the head: every
-    returned box is finite (the class gate passes, the box filter must catch them)."""
-    model = tiny_sad
-    model.eval()
-    forward = model.head.forward
-
-    def poisoned(features):
-        out = forward(features)
-        out["cls"] = [torch.full_like(x, 5.0) for x in out["cls"]]  # every location passes
-        out["reg"] = [
-            torch.where(torch.rand_like(x) < 0.5, torch.full_like(x, bad), x) for x in out["reg"]
-        ]
-        return out
-
-    model.head.forward = poisoned
-    try:
-        with torch.no_grad():
-            out = model(make_batch(2, size=64))
-    finally:
-        del model.head.forward
-    boxes = [o["instances"].pred_boxes.tensor for o in out]
-    assert sum(len(b) for b in boxes) > 0
-    assert all(torch.isfinite(b).all() for b in boxes)
-
-
 def _yacs_sad(rel_path):
     from detectron2.config import get_cfg
     from detectron2.modeling import build_model
@@ -313,12 +257,9 @@ def _yacs_sad(rel_path):
     return build_model(cfg), cfg
 
 
-def test_lazy_and_yacs_builds_have_identical_state_dict_keys(tiny_sad):
+def test_lazy_and_yacs_builds_agree(tiny_sad):
     yacs, _ = _yacs_sad(YACS)
     assert isinstance(yacs, SemiAnchoredDetector)
-    sa, sb = tiny_sad.state_dict(), yacs.state_dict()
-    assert sorted(sa) == sorted(sb)
-    assert all(sa[k].shape == sb[k].shape for k in sa)
     assert repr(yacs.assigner) == repr(tiny_sad.assigner)
     cells = lambda m: [c.tolist() for c in m.anchor_generator.cell_anchors]  # noqa: E731
     assert np.allclose(cells(yacs), cells(tiny_sad))
@@ -330,44 +271,6 @@ def test_lazy_and_yacs_builds_have_identical_state_dict_keys(tiny_sad):
         "inference",
     ):
         assert getattr(yacs, attr) == getattr(tiny_sad, attr), attr
-
-
-def test_default_predictor_serves_the_quickstart_checkpoint(tmp_path):
-    """Train the quickstart config's model a step, save it as Detectron2 does, serve it with
-    DefaultPredictor through the yacs twin: same detections as the LazyConfig model."""
-    from detectron2.checkpoint import DetectionCheckpointer
-    from detectron2.engine import DefaultPredictor
-
-    cfg = LazyConfig.load(os.path.join(REPO, "configs/quickstart/sad_R18_shapes.py"))
-    torch.manual_seed(0)
-    model = instantiate(cfg.model)
-    model.train()
-    opt = torch.optim.SGD(model.parameters(), lr=0.01)
-    with EventStorage():
-        sum(model(make_batch(2, size=64)).values()).backward()
-    opt.step()
-    DetectionCheckpointer(model, save_dir=str(tmp_path)).save("model_final")
-
-    from detectron2.config import get_cfg
-
-    from semianchor.config import add_semianchor_config
-
-    ycfg = add_semianchor_config(get_cfg())
-    ycfg.merge_from_file(os.path.join(REPO, "configs/yacs/SAD_R18_shapes.yaml"))
-    ycfg.MODEL.WEIGHTS = str(tmp_path / "model_final.pth")
-    ycfg.MODEL.DEVICE = "cpu"
-    ycfg.MODEL.SEMIANCHOR.TEST.SCORE_THRESH = 0.0
-    model.test_score_thresh = 0.0
-    predictor = DefaultPredictor(ycfg)
-    image = np.random.RandomState(0).randint(0, 255, (64, 64, 3)).astype(np.uint8)
-    served = predictor(image)["instances"]
-    model.eval()
-    with torch.no_grad():
-        tensor = torch.as_tensor(image.transpose(2, 0, 1).astype("float32"))
-        direct = model([{"image": tensor, "height": 64, "width": 64}])[0]["instances"]
-    assert len(served) == len(direct) > 0
-    assert torch.allclose(served.pred_boxes.tensor, direct.pred_boxes.tensor, atol=1e-3)
-    assert torch.allclose(served.scores, direct.scores, atol=1e-5)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,309 @@
+"""Golden values of PADet (Tang et al. 2019) on the tiny fixed case of ``golden_case``: every loss
+term (APM: BCE + smooth-L1 on the initial anchors, / N_apm; detection: softmax CE with hard
+negatives + smooth-L1 on the promoted anchors, / N_det) against a hand computation, Table 2's
+components (APM_C = theta, APM_R = promote) by their effect on the values, the inference of
+Sec. 2.4 (decode from the promoted anchors, the theta gate, per-class linear soft-NMS whose
+decayed scores are visible where a hard NMS would drop the box) and the FAM's offsets in every
+Table 1 mode.
+
+The training case: K = 2 (softmax over K + 1, background last), one GT [0, 0, 16, 16] of class 0
+= anchor 0. Initial matching (IoU >= 0.5 positive, < 0.3 negative): anchor 0 positive, the others
+negative. The APM moves anchor 0 a little and shrinks anchor 1 (32 px) onto the GT, so the
+promoted matching has positives {0, 1}. APM scores below theta = 0.01: anchors 1, 4, 5.
+"""
+
+import math
+
+import pytest
+import torch
+from torchvision.ops import box_iou
+
+from semianchor.modeling.assigners import MaxIoUAssigner, StagedAssigner
+from semianchor.modeling.assigners.padet import PromotedAnchorAssigner
+from semianchor.modeling.box_coder import DeltaBoxCoder
+from semianchor.modeling.heads.dense_head import HeadOutput
+from semianchor.modeling.heads.padet_head import FeatureAlignment
+from semianchor.modeling.meta_arch import PADet
+
+from .golden_case import (
+    ANCHORS_16_32,
+    FixedHead,
+    assert_detections,
+    detections,
+    detector_kwargs,
+    ema_first,
+    gt_instances,
+    oracle_decode,
+    oracle_encode,
+    smooth_l1,
+    softplus,
+    training_losses,
+)
+
+K = 2
+W = (10.0, 10.0, 5.0, 5.0)  # SSD variances (0.1, 0.2)
+GT = [0, 0, 16, 16]
+LOG_HALF = 5 * math.log(0.5)
+ZERO = [0.0] * 4
+
+APM_REG = [[1.0, -0.4, 0.2, 0.0], [0.0, 0.0, LOG_HALF, LOG_HALF]] + [ZERO] * 6
+APM_CLS = [0.5, -6.0, 0.0, 1.0, -6.0, -6.0, 2.0, -1.0]
+DET_CLS = [
+    [1.5, -0.5, 0.0],
+    [0.2, 0.1, 0.0],
+    [0.0, 0.0, 3.0],
+    [1.0, 1.0, 0.0],
+    [5.0, 0.0, 0.0],
+    [5.0, 0.0, 0.0],
+    [0.0, 0.0, 0.0],
+    [0.0, 0.0, 5.0],
+]
+DET_REG = [[0.3, -0.2, 0.1, 1.5], [0.5, 0.5, -0.2, 0.1]] + [ZERO] * 6
+
+
+def padet(promote=True, theta=0.01, neg_pos_ratio=1.0, **kw):
+    outputs = {"cls": HeadOutput(K + 1), "reg": HeadOutput(4)}
+    if theta is not None:
+        outputs["apm_cls"] = HeadOutput(1)
+    if promote:
+        outputs["apm_reg"] = HeadOutput(4)
+    band = dict(thresholds=[0.3, 0.5], labels=[0, -1, 1])
+    assigner = StagedAssigner(
+        stages=[
+            ("initial", MaxIoUAssigner(**band)),
+            ("promoted", PromotedAnchorAssigner(**band, promote=promote, theta=theta)),
+        ]
+    )
+    return PADet(
+        **detector_kwargs(
+            FixedHead(outputs, [2]),
+            box_coder=DeltaBoxCoder(weights=W),
+            assigner=assigner,
+            num_classes=K,
+            use_apm=promote or theta is not None,
+            promote=promote,
+            theta=theta,
+            neg_pos_ratio=neg_pos_ratio,
+            **kw,
+        )
+    )
+
+
+def train_flat(promote=True, theta=0.01):
+    flat = {"cls": torch.tensor([DET_CLS]), "reg": torch.tensor([DET_REG])}
+    if theta is not None:
+        flat["apm_cls"] = torch.tensor([APM_CLS])[..., None]
+    if promote:
+        flat["apm_reg"] = torch.tensor([APM_REG])
+    return flat
+
+
+def softmax_ce(logits, label):
+    return math.log(sum(math.exp(v) for v in logits)) - logits[label]
+
+
+def max_iou_labels(anchors):
+    """Per anchor: 0 (the GT's class) positive, K negative, -1 ignored: IoU >= 0.5, < 0.3, the
+    band between ignored; the GT's best anchor positive (low-quality match)."""
+    iou = box_iou(torch.as_tensor(anchors, dtype=torch.float32), torch.tensor([GT]).float())[:, 0]
+    labels = [0 if v >= 0.5 else K if v < 0.3 else -1 for v in iou.tolist()]
+    labels[int(iou.argmax())] = 0
+    return labels
+
+
+def mined(losses, labels, ratio):
+    """Positives and the ratio x P negatives of highest loss (the hard-negative mining, P6)."""
+    pos = [i for i, c in enumerate(labels) if 0 <= c < K]
+    neg = sorted((i for i, c in enumerate(labels) if c == K), key=lambda i: -losses[i])
+    return pos + neg[: int(max(len(pos), 1) * ratio)]
+
+
+def hand_losses(promote=True, theta=0.01, ratio=1.0, apm_ratio=3.0):
+    """Sec. 3.3 with hard-negative mining, written out on the case."""
+    out = {}
+    initial = max_iou_labels(ANCHORS_16_32)
+    if promote or theta is not None:
+        n_apm = ema_first(sum(c == 0 for c in initial))
+    if theta is not None:  # APM_C: BCE of the positive logit, mined
+        bce = [softplus(-x) if initial[i] == 0 else softplus(x) for i, x in enumerate(APM_CLS)]
+        out["loss_padet_apm_cls"] = sum(bce[i] for i in mined(bce, initial, apm_ratio)) / n_apm
+    if promote:  # APM_R: smooth-L1 (beta 1) toward the initial positives' GT
+        box = 0.0
+        for i in (i for i, c in enumerate(initial) if c == 0):
+            target = oracle_encode(W, ANCHORS_16_32[i], GT)[0].tolist()
+            box += sum(smooth_l1(d - t, 1.0) for d, t in zip(APM_REG[i], target))
+        out["loss_padet_apm_box"] = box / n_apm
+    anchors = oracle_decode(W, ANCHORS_16_32, APM_REG) if promote else ANCHORS_16_32
+    labels = max_iou_labels(anchors)
+    if theta is not None:  # a negative the APM scores below theta is ignored
+        p_apm = [1 / (1 + math.exp(-x)) for x in APM_CLS]
+        labels = [-1 if c == K and p_apm[i] < theta else c for i, c in enumerate(labels)]
+    ce = [softmax_ce(DET_CLS[i], max(c, 0)) for i, c in enumerate(labels)]
+    n_det = ema_first(sum(c == 0 for c in labels))
+    out["loss_padet_cls"] = sum(ce[i] for i in mined(ce, labels, ratio)) / n_det
+    box = 0.0
+    for i in (i for i, c in enumerate(labels) if c == 0):
+        target = oracle_encode(W, anchors[i], GT)[0].tolist()
+        box += sum(smooth_l1(d - t, 1.0) for d, t in zip(DET_REG[i], target))
+    out["loss_padet_box"] = box / n_det
+    return out, labels
+
+
+def assert_losses(got, expected):
+    assert set(got) == set(expected)
+    for k in expected:
+        assert got[k] == pytest.approx(expected[k], rel=1e-5, abs=1e-7), (k, got, expected)
+
+
+def test_the_case_is_what_the_docstring_says():
+    assert max_iou_labels(ANCHORS_16_32) == [0] + [K] * 7
+    _, labels = hand_losses()
+    assert labels == [0, 0, K, K, -1, -1, K, K]
+
+
+def test_every_loss_term_and_its_normaliser():
+    """N_det = EMA(2 promoted positives) = 90.2, N_apm = EMA(1 initial positive) = 90.1; the
+    detection CE mines anchors 3 and 6 (ratio 1), never the ignored 4 and 5 (highest CE); the
+    APM BCE mines 6, 3, 2 (ratio 3); the detection box targets are the deltas to the *promoted*
+    anchors (anchor 1's is ~0, to its initial 32 px square it would be -3.5 in w and h)."""
+    got = training_losses(padet(), train_flat(), [gt_instances([GT], [0])])
+    expected, _ = hand_losses()
+    assert_losses(got, expected)
+    assert mined([0] * 8, [0, 0, K, K, -1, -1, K, K], 1.0)[:2] == [0, 1]
+
+
+def test_paper_mining_ratio_three():
+    got = training_losses(padet(neg_pos_ratio=3.0), train_flat(), [gt_instances([GT], [0])])
+    assert_losses(got, hand_losses(ratio=3.0)[0])
+
+
+@pytest.mark.parametrize(
+    "promote, theta",
+    [(False, None), (False, 0.01), (True, None)],
+    ids=["baseline", "apm_c", "apm_r"],
+)
+def test_table2_components_change_the_values(promote, theta):
+    """Baseline: matching and box targets on the initial anchors, no APM terms, no theta rule
+    (the high-CE anchors 4, 5 are mined); APM_C: the theta rule on the initial matching; APM_R:
+    promoted anchors without the theta rule."""
+    got = training_losses(
+        padet(promote=promote, theta=theta),
+        train_flat(promote, theta),
+        [gt_instances([GT], [0])],
+    )
+    expected, _ = hand_losses(promote=promote, theta=theta)
+    assert_losses(got, expected)
+    assert got["loss_padet_cls"] != pytest.approx(hand_losses()[0]["loss_padet_cls"], rel=1e-3)
+
+
+# ---------------------------------------------------------------- inference (Sec. 2.4)
+TEST_APM_REG = [ZERO, [0.0, 0.0, LOG_HALF, LOG_HALF]] + [ZERO] * 6
+TEST_APM_CLS = [0.0, 0.0, -6.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+TEST_CLS = [
+    [2.0, -10.0, 0.0],
+    [3.0, -10.0, 0.0],
+    [-10.0, 3.5, 0.0],  # class 1, but its APM score is below theta
+    [-10.0, 4.0, 0.0],
+] + [[-10.0, -10.0, 5.0]] * 4
+TEST_REG = [[0.0, 0.0, 0.0, 5 * math.log(1.25)]] + [ZERO] * 7  # anchor 0 20 px tall
+
+
+def softmax(logits, c):
+    return math.exp(logits[c]) / sum(math.exp(v) for v in logits)
+
+
+def inference_flat(promote=True, theta=0.01):
+    flat = {"cls": torch.tensor([TEST_CLS]), "reg": torch.tensor([TEST_REG])}
+    if theta is not None:
+        flat["apm_cls"] = torch.tensor([TEST_APM_CLS])[..., None]
+    if promote:
+        flat["apm_reg"] = torch.tensor([TEST_APM_REG])
+    return flat
+
+
+def test_inference_decodes_promoted_anchors_gates_by_theta_and_soft_nms_decays():
+    """Anchor 1 is decoded from its promoted anchor [0, 0, 16, 16] (from the initial one it would
+    be [0, 0, 24, 24]); anchor 0's box [0, 0, 16, 18] overlaps it with IoU 8/9 > 0.5, so a hard
+    NMS would drop it, linear soft-NMS keeps it at s x (1 - 8/9); anchor 2 (APM score
+    sigmoid(-6) < theta) is dropped; anchor 3 is class 1 and untouched."""
+    boxes = oracle_decode(W, oracle_decode(W, ANCHORS_16_32, TEST_APM_REG), TEST_REG).clamp(0, 32)
+    torch.testing.assert_close(boxes[:2], torch.tensor([[0, 0, 16, 18], [0, 0, 16, 16]]).float())
+    iou = 256.0 / 288.0
+    got = detections(padet(), inference_flat())[0]
+    assert_detections(
+        got,
+        [
+            ([8, 0, 32, 24], softmax(TEST_CLS[3], 1), 1),
+            ([0, 0, 16, 16], softmax(TEST_CLS[1], 0), 0),
+            ([0, 0, 16, 18], softmax(TEST_CLS[0], 0) * (1 - iou), 0),
+        ],
+    )
+
+
+def test_baseline_inference_decodes_the_initial_anchors_without_a_gate():
+    """use_apm=False: anchor 1's box is [0, 0, 24, 24] (IoU 1/2 with anchor 0's), anchor 2 is
+    kept and decayed by anchor 3 (IoU 4/9 >= 0.3)."""
+    got = detections(padet(promote=False, theta=None), inference_flat(False, None))[0]
+    assert_detections(
+        got,
+        [
+            ([8, 0, 32, 24], softmax(TEST_CLS[3], 1), 1),
+            ([0, 0, 24, 24], softmax(TEST_CLS[1], 0), 0),
+            ([16, 0, 32, 16], softmax(TEST_CLS[2], 1) * (1 - 4 / 9), 1),
+            ([0, 0, 16, 18], softmax(TEST_CLS[0], 0) * 0.5, 0),
+        ],
+    )
+
+
+# ---------------------------------------------------------------- FAM offsets (Table 1)
+# APM deltas of the A = 2 anchors at one location: (dx, dy, dw, dh) = (1, 2, 3, 4), (5, 6, 7, 8)
+X_L, X_S = [1.0, 2.0, 5.0, 6.0], [3.0, 4.0, 7.0, 8.0]
+
+
+def fam(mode):
+    module = FeatureAlignment(1, 2, mode=mode)
+    with torch.no_grad():
+        if hasattr(module, "f_loc"):  # F picks dx of anchor 0 and dy of anchor 1
+            module.f_loc.weight.copy_(
+                torch.tensor([[1.0, 0, 0, 0], [0, 0, 0, 1.0]])[..., None, None]
+            )
+        if hasattr(module, "g_shape"):  # G_j = (j + 1) x X_s[j mod 4]
+            w = torch.zeros(18, 4)
+            for j in range(18):
+                w[j, j % 4] = j + 1.0
+            module.g_shape.weight.copy_(w[..., None, None])
+        if hasattr(module, "h_both"):  # H_j = [X_l; X_s][j mod 8] - j
+            w = torch.zeros(18, 8)
+            for j in range(18):
+                w[j, j % 8] = 1.0
+            module.h_both.weight.copy_(w[..., None, None])
+            module.h_both.bias.copy_(-torch.arange(18.0))
+        if hasattr(module, "offset_conv"):
+            module.offset_conv.weight.fill_(0.0)
+            module.offset_conv.weight[:, 0, 1, 1] = torch.arange(18.0)
+            module.offset_conv.bias.fill_(0.5)
+    return module
+
+
+@pytest.mark.parametrize(
+    "mode", ["none", "implicit", "location", "shape", "concat", "disentangled"]
+)
+def test_fam_offsets_of_every_mode(mode):
+    """Per tap k, channels (2k, 2k + 1) = (dy, dx): location F(X_l) = (1, 6) on every tap; shape
+    G(X_s); concat H([X_l; X_s]); disentangled F(X_l) + G(X_s); implicit a 3x3 conv of the
+    features (here 2 x w_center + 0.5)."""
+    apm_reg = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]).view(1, 8, 1, 1)
+    x = torch.full((1, 1, 1, 1), 2.0)
+    f = [X_L[0], X_L[3]]
+    g = [(j + 1) * X_S[j % 4] for j in range(18)]
+    h = [(X_L + X_S)[j % 8] - j for j in range(18)]
+    expected = {
+        "none": [0.0] * 18,
+        "implicit": [2.0 * j + 0.5 for j in range(18)],
+        "location": [f[j % 2] for j in range(18)],
+        "shape": g,
+        "concat": h,
+        "disentangled": [f[j % 2] + g[j] for j in range(18)],
+    }[mode]
+    got = fam(mode).offsets(x, apm_reg if mode not in ("none", "implicit") else None)
+    torch.testing.assert_close(got.view(18), torch.tensor(expected))

@@ -1,0 +1,302 @@
+"""Golden values of the Semi-Anchored Detector (Chen, Qian, Li, arXiv 2009.04989) on the tiny
+fixed case of ``golden_case``: each loss term (Sec. 3.4: focal on locations, 2 x -ln IoU, 1 x
+Eq. 3) with its normaliser, each switch of Tables 4-6 and S4 (Eq. 1's gamma, R2 regression,
+sigma = 0, the QFL ablation) by its effect on a value, and the inference of Sec. 3.3 (top-1
+anchor by AC probability, p_loc x p_ac, the location gate, "pos" and top-k, the no-AC random
+anchor).
+
+The case: K = 2, GT0 = [0, 0, 16, 16] (class 1) is anchor 0 exactly, GT1 = [16, 16, 32, 32]
+(class 0) is anchor 6 exactly; every other anchor has IoU < 0.5 with both, so locations 0 and 3
+are positive (classes 1 and 0) and anchors 0, 1, 6, 7 get AC labels.
+"""
+
+import math
+
+import pytest
+import torch
+from fvcore.nn import sigmoid_focal_loss
+from torchvision.ops import box_iou
+
+from semianchor.modeling.assigners import SADAssigner
+from semianchor.modeling.box_coder import DeltaBoxCoder
+from semianchor.modeling.heads.dense_head import HeadOutput
+from semianchor.modeling.meta_arch import SemiAnchoredDetector
+
+from .golden_case import (
+    ANCHORS_16_32,
+    FixedHead,
+    assert_detections,
+    detections,
+    detector_kwargs,
+    ema_first,
+    gt_instances,
+    oracle_decode,
+    sigmoid,
+    softplus,
+    training_losses,
+)
+
+K = 2
+W = (10.0, 10.0, 5.0, 5.0)  # the SAD configs' delta weights
+GTS = [[0, 0, 16, 16], [16, 16, 32, 32]]
+GT_CLASSES = [1, 0]
+LOG_HALF = 5 * math.log(0.5)
+REG = [
+    [0.5, -0.5, 0.2, 0.1],  # anchor 0: close to GT0
+    [0.0, 0.0, LOG_HALF + 0.1, LOG_HALF],  # anchor 1: shrunk onto GT0 (the location's best)
+    [0.0, 0.0, 0.0, 0.0],
+    [0.0, 0.0, 0.0, 0.0],
+    [0.0, 0.0, 0.0, 0.0],
+    [0.0, 0.0, 0.0, 0.0],
+    [1.0, 1.0, -0.5, 0.3],  # anchor 6: near GT1
+    [0.0, 0.0, 0.0, 0.0],  # anchor 7: stays at IoU 0.25 with GT1 (y_hat = 0)
+]
+AC = [-0.3, 0.7, 0.0, 0.0, 0.0, 0.0, 1.2, -2.0]
+CLS = [[-1.0, 0.5], [-2.0, -3.0], [0.3, -1.5], [1.0, -0.5]]  # per location
+ALPHA, BETA = 0.25, 2.0  # Eq. 3
+
+
+def sad(ac=True, assigner=None, **kw):
+    outputs = {"cls": HeadOutput(K, "location"), "reg": HeadOutput(4)}
+    if ac:
+        outputs["ac"] = HeadOutput(1)
+    return SemiAnchoredDetector(
+        **detector_kwargs(
+            FixedHead(outputs, 2),
+            box_coder=DeltaBoxCoder(weights=W),
+            assigner=SADAssigner(**(assigner or {})),
+            num_classes=K,
+            test_nms_thresh=0.4,
+            **kw,
+        )
+    )
+
+
+def train_flat():
+    return {
+        "cls": torch.tensor([CLS]),
+        "reg": torch.tensor([REG]),
+        "ac": torch.tensor([AC])[..., None],
+    }
+
+
+def hand_losses(location_labels, regressed, sigma=0.9, ac_loss="eq3"):
+    """Sec. 3.4 written out. location_labels: class per location (K = background);
+    regressed: {anchor: gt} of the box loss (S4)."""
+    # location classification: focal (alpha 0.25, gamma 1) summed, / EMA(positive locations)
+    targets = torch.zeros(4, K)
+    for loc, c in enumerate(location_labels):
+        if c < K:
+            targets[loc, c] = 1.0
+    num_loc = sum(c < K for c in location_labels)
+    cls = sigmoid_focal_loss(torch.tensor(CLS), targets, alpha=0.25, gamma=1.0, reduction="sum")
+    cls = float(cls) / ema_first(num_loc)
+    # box: 2 x -ln IoU of the decoded anchors, / EMA(regressed anchors)
+    box = 0.0
+    for a, g in regressed.items():
+        decoded = oracle_decode(W, ANCHORS_16_32[a], REG[a])
+        box += -math.log(float(box_iou(decoded, torch.tensor([GTS[g]]))))
+    box = 2.0 * box / ema_first(len(regressed))
+    # AC: Eq. 2 targets on the anchors of positive locations, Eq. 3, / EMA(#y_hat = 1)
+    decoded = oracle_decode(W, ANCHORS_16_32, REG)
+    iou = box_iou(decoded, torch.tensor(GTS, dtype=torch.float32))  # (8, 2)
+    mu, best_gt = iou.max(dim=1)
+    y_hat, mu_of = {}, {}
+    for loc, c in enumerate(location_labels):
+        if c == K:
+            continue
+        for a in (2 * loc, 2 * loc + 1):
+            mu_of[a] = float(mu[a])
+            y_hat[a] = mu_of[a] >= 0.5 and GT_CLASSES[int(best_gt[a])] == c
+    ac = 0.0
+    for a in y_hat:
+        same_location = [b for b in (a - a % 2, a - a % 2 + 1) if y_hat[b]]
+        mu_hat = (mu_of[a] / max(mu_of[b] for b in same_location)) ** sigma if y_hat[a] else 0.0
+        p = sigmoid(AC[a])
+        if ac_loss == "eq3":
+            if y_hat[a]:
+                ac += ALPHA * abs(mu_hat - p) ** BETA * mu_hat * softplus(-AC[a])
+            else:
+                ac += (1 - ALPHA) * p**BETA * softplus(AC[a])
+        else:  # QFL-style: BCE(p, mu_hat) |mu_hat - p|^beta, alpha-balanced
+            bce = mu_hat * softplus(-AC[a]) + (1 - mu_hat) * softplus(AC[a])
+            ac += bce * abs(mu_hat - p) ** BETA * (ALPHA * mu_hat + (1 - ALPHA) * (1 - mu_hat))
+    ac = ac / ema_first(sum(y_hat.values()))
+    return {"loss_sad_cls": cls, "loss_sad_box": box, "loss_sad_ac": ac}
+
+
+def assert_losses(got, expected):
+    assert set(got) == set(expected)
+    for k in expected:
+        assert got[k] == pytest.approx(expected[k], rel=1e-5, abs=1e-7), (k, got, expected)
+
+
+def test_the_case_is_what_the_docstring_says():
+    model = sad()
+    anchors = model.anchor_generator([torch.zeros(1, 1, 2, 2)])[0].tensor
+    torch.testing.assert_close(anchors, torch.tensor(ANCHORS_16_32, dtype=torch.float32))
+    mu = box_iou(oracle_decode(W, ANCHORS_16_32, REG), torch.tensor(GTS, dtype=torch.float32))
+    assert (mu[[0, 1], 0] > 0.5).all() and mu[6, 1] > 0.5 and mu[7].max() < 0.5
+
+
+def test_every_loss_term_and_its_normaliser():
+    """Eq. 4 locations {0: class 1, 3: class 0}; R1 regression of anchors 0 and 6; AC on
+    anchors 0, 1, 6 (y_hat = 1, mu_hat = (mu / best)^0.9) and 7 (y_hat = 0)."""
+    got = training_losses(sad(), train_flat(), [gt_instances(GTS, GT_CLASSES)])
+    assert_losses(got, hand_losses([1, K, K, 0], {0: 0, 6: 1}))
+
+
+def test_the_normalisers_are_emas_across_steps():
+    """Second step on the same model: each normaliser is 0.9 x its first value + 0.1 x the count
+    (2 locations, 2 regressed anchors, 3 y_hat anchors)."""
+    model = sad()
+    training_losses(model, train_flat(), [gt_instances(GTS, GT_CLASSES)])
+    second = training_losses(model, train_flat(), [gt_instances(GTS, GT_CLASSES)])
+    first = hand_losses([1, K, K, 0], {0: 0, 6: 1})
+    for key, count in (("loss_sad_cls", 2), ("loss_sad_box", 2), ("loss_sad_ac", 3)):
+        ema2 = 0.9 * ema_first(count) + 0.1 * count
+        assert second[key] == pytest.approx(first[key] * ema_first(count) / ema2, rel=1e-5)
+
+
+def test_r2_regresses_every_anchor_of_a_positive_location_toward_its_gt():
+    """S4's R2: anchors 0, 1 -> GT0, anchors 6, 7 -> GT1, / EMA(4)."""
+    got = training_losses(
+        sad(assigner=dict(regression="location")), train_flat(), [gt_instances(GTS, GT_CLASSES)]
+    )
+    expected = hand_losses([1, K, K, 0], {0: 0, 1: 0, 6: 1, 7: 1})
+    assert_losses(got, expected)
+    assert got["loss_sad_box"] != pytest.approx(
+        hand_losses([1, K, K, 0], {0: 0, 6: 1})["loss_sad_box"]
+    )
+
+
+@pytest.mark.parametrize("gamma, locations", [(0.4, [1, K, K, 0]), (0.6, [K, K, K, K])])
+def test_eq1_location_gamma(gamma, locations):
+    """Table 4 (Eq. 1, A = 2): a location with one positive and one negative anchor is positive
+    iff (1 - gamma) / 2 > gamma / 2, i.e. gamma < 1/2 (Proposition 1: then Eq. 4's labels)."""
+    got = training_losses(
+        sad(assigner=dict(location_gamma=gamma)), train_flat(), [gt_instances(GTS, GT_CLASSES)]
+    )
+    regressed = {0: 0, 6: 1} if locations[0] < K else {}
+    assert_losses(got, hand_losses(locations, regressed))
+
+
+def test_sigma_zero_gives_binary_ac_targets():
+    """Table 5's "FL": sigma = 0, every y_hat anchor's target is 1."""
+    got = training_losses(
+        sad(assigner=dict(sigma=0.0)), train_flat(), [gt_instances(GTS, GT_CLASSES)]
+    )
+    expected = hand_losses([1, K, K, 0], {0: 0, 6: 1}, sigma=0.0)
+    assert_losses(got, expected)
+    assert expected["loss_sad_ac"] != pytest.approx(
+        hand_losses([1, K, K, 0], {0: 0, 6: 1})["loss_sad_ac"], rel=1e-3
+    )
+
+
+def test_qfl_ac_loss_ablation():
+    got = training_losses(sad(ac_loss="qfl"), train_flat(), [gt_instances(GTS, GT_CLASSES)])
+    assert_losses(got, hand_losses([1, K, K, 0], {0: 0, 6: 1}, ac_loss="qfl"))
+
+
+def test_without_the_ac_head_there_is_no_ac_term():
+    """Table 2's no-AC row: the same cls and box terms, no loss_sad_ac."""
+    flat = train_flat()
+    del flat["ac"]
+    got = training_losses(sad(ac=False), flat, [gt_instances(GTS, GT_CLASSES)])
+    expected = hand_losses([1, K, K, 0], {0: 0, 6: 1})
+    del expected["loss_sad_ac"]
+    assert_losses(got, expected)
+
+
+def test_empty_image_only_the_classification_loss_and_normalisers_at_one():
+    got = training_losses(sad(), train_flat(), [gt_instances([], [])])
+    cls = sigmoid_focal_loss(
+        torch.tensor(CLS), torch.zeros(4, K), alpha=0.25, gamma=1.0, reduction="sum"
+    )
+    assert_losses(
+        got,
+        {"loss_sad_cls": float(cls) / ema_first(0), "loss_sad_box": 0.0, "loss_sad_ac": 0.0},
+    )
+
+
+# ---------------------------------------------------------------- inference (Sec. 3.3, Table 6)
+TEST_CLS = [[-8.0, 2.0], [-8.0, -8.0], [-2.75, -8.0], [-8.0, -8.0]]
+TEST_AC = [-1.0, 1.5, 0.0, 0.0, -0.85, -3.0, 0.0, 0.0]
+TEST_REG = [[0.0] * 4 for _ in range(8)]
+TEST_REG[1] = [2.5, 0.0, 0.0, 0.0]  # anchor 1 moved right by 2.5 / 10 * 32 = 8 px
+BOX_A0, BOX_A1, BOX_A4 = [0, 0, 16, 16], [0, 0, 32, 24], [0, 16, 16, 32]  # decoded, clipped
+
+
+def inference_flat(ac=True):
+    flat = {"cls": torch.tensor([TEST_CLS]), "reg": torch.tensor([TEST_REG])}
+    if ac:
+        flat["ac"] = torch.tensor([TEST_AC])[..., None]
+    return flat
+
+
+def test_decoded_boxes_of_the_inference_case():
+    decoded = oracle_decode(W, ANCHORS_16_32, TEST_REG).clamp(0, 32)
+    torch.testing.assert_close(decoded[[0, 1, 4]], torch.tensor([BOX_A0, BOX_A1, BOX_A4]).float())
+
+
+def test_top1_anchor_by_ac_probability_and_score_p_loc_times_p_ac():
+    """Location 0 keeps anchor 1 (p_ac 0.82 > 0.27), score sigmoid(2) x sigmoid(1.5), box
+    decoded from anchor 1. Location 2 passes the gate on p_loc = 0.06 > 0.05 although its final
+    score 0.06 x 0.30 is below it (the gate is the location probability)."""
+    got = detections(sad(), inference_flat())[0]
+    p_loc2 = sigmoid(-2.75)
+    assert p_loc2 > 0.05 and p_loc2 * sigmoid(-0.85) < 0.05
+    assert_detections(
+        got,
+        [
+            (BOX_A1, sigmoid(2.0) * sigmoid(1.5), 1),
+            (BOX_A4, p_loc2 * sigmoid(-0.85), 0),
+        ],
+    )
+
+
+def test_pos_inference_keeps_every_anchor_above_tau():
+    """Table 6 "pos": tau 0.1 keeps both anchors of location 0 (IoU 1/3 < NMS 0.4) and anchor 4
+    of location 2; tau 0.5 keeps only anchor 1 (location 2's best, 0.30, is below tau)."""
+    low = detections(sad(inference="pos", inference_tau=0.1), inference_flat())[0]
+    p2 = sigmoid(-2.75)
+    assert_detections(
+        low,
+        [
+            (BOX_A1, sigmoid(2.0) * sigmoid(1.5), 1),
+            (BOX_A0, sigmoid(2.0) * sigmoid(-1.0), 1),
+            (BOX_A4, p2 * sigmoid(-0.85), 0),
+        ],
+    )
+    high = detections(sad(inference="pos", inference_tau=0.5), inference_flat())[0]
+    assert_detections(high, [(BOX_A1, sigmoid(2.0) * sigmoid(1.5), 1)])
+
+
+def test_topk_inference_keeps_the_k_best_anchors():
+    """k = 2: both anchors of locations 0 and 2; anchor 5 ([0, 8, 24, 32] clipped) then loses
+    to anchor 4 in the NMS (IoU 0.44 > 0.4)."""
+    got = detections(sad(inference="topk", inference_topk=2), inference_flat())[0]
+    p2 = sigmoid(-2.75)
+    assert_detections(
+        got,
+        [
+            (BOX_A1, sigmoid(2.0) * sigmoid(1.5), 1),
+            (BOX_A0, sigmoid(2.0) * sigmoid(-1.0), 1),
+            (BOX_A4, p2 * sigmoid(-0.85), 0),
+        ],
+    )
+
+
+def test_without_ac_one_fixed_random_anchor_carries_the_location_probability():
+    """Table 2 without the AC head: one anchor per location, score p_loc exactly (no factor),
+    the same anchor on every call."""
+    model = sad(ac=False)
+    first = detections(model, inference_flat(ac=False))[0]
+    again = detections(model, inference_flat(ac=False))[0]
+    boxes, scores, classes = first
+    assert len(scores) == 2 and classes.tolist() == [1, 0]
+    assert float(scores[0]) == pytest.approx(sigmoid(2.0), abs=1e-6)
+    assert float(scores[1]) == pytest.approx(sigmoid(-2.75), abs=1e-6)
+    assert boxes[0].tolist() in (BOX_A0, BOX_A1)
+    for a, b in zip(first, again):
+        torch.testing.assert_close(a, b)

@@ -1,0 +1,162 @@
+"""The shared loss functions against oracles that are not ours: fvcore's ``sigmoid_focal_loss``,
+torchvision's ``box_iou`` / ``generalized_box_iou``, PyTorch's ``smooth_l1_loss`` and
+``binary_cross_entropy_with_logits``, and hand values; every reduction and default."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from fvcore.nn import sigmoid_focal_loss
+from torchvision.ops import box_iou, generalized_box_iou
+
+from semianchor.modeling.losses import (
+    centerness_targets,
+    cleanliness_focal_loss,
+    focal_loss,
+    iou_loss,
+    pairwise_aligned_iou,
+    quality_focal_loss,
+    smooth_l1_loss,
+    smoothed_focal_loss,
+)
+
+G = torch.Generator().manual_seed(0)
+LOGITS = torch.randn(40, 3, generator=G) * 3
+BINARY = (torch.rand(40, 3, generator=G) > 0.7).float()
+SOFT = torch.rand(40, 3, generator=G)
+
+
+@pytest.mark.parametrize("alpha", [0.25, 0.0, -1.0])
+@pytest.mark.parametrize("gamma", [0.0, 2.0])
+@pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
+def test_focal_loss_is_fvcores_on_binary_targets(alpha, gamma, reduction):
+    got = focal_loss(LOGITS, BINARY, alpha, gamma, reduction=reduction)
+    want = sigmoid_focal_loss(LOGITS, BINARY, alpha, gamma, reduction=reduction)
+    torch.testing.assert_close(got, want)
+
+
+def test_focal_loss_defaults_are_retinanets():
+    """alpha 0.25, gamma 2, no reduction (Lin et al. 2017, Sec. 5.1)."""
+    torch.testing.assert_close(
+        focal_loss(LOGITS, BINARY), sigmoid_focal_loss(LOGITS, BINARY, 0.25, 2.0, "none")
+    )
+
+
+def test_focal_loss_with_a_soft_target_by_hand():
+    """BCE(p, t) |t - p|^gamma (alpha t + (1 - alpha)(1 - t)) at x = 0.5, t = 0.3."""
+    x, t = 0.5, 0.3
+    p = 1 / (1 + math.exp(-x))
+    bce = -(t * math.log(p) + (1 - t) * math.log(1 - p))
+    want = bce * abs(t - p) ** 2 * (0.25 * t + 0.75 * (1 - t))
+    got = focal_loss(torch.tensor([x]), torch.tensor([t]), 0.25, 2.0)
+    assert float(got) == pytest.approx(want, rel=1e-6)
+
+
+def test_quality_focal_loss_has_no_alpha_and_beta_two_by_default():
+    p = torch.sigmoid(LOGITS)
+    want = (
+        F.binary_cross_entropy_with_logits(LOGITS, SOFT, reduction="none") * (SOFT - p).abs() ** 2
+    )
+    torch.testing.assert_close(quality_focal_loss(LOGITS, SOFT), want)
+    torch.testing.assert_close(quality_focal_loss(LOGITS, SOFT, reduction="sum"), want.sum())
+
+
+def test_cleanliness_focal_loss_by_hand_and_defaults():
+    """-c alpha (1 - p)^gamma log p - (1 - c)(1 - alpha) p^gamma log(1 - p); defaults 0.25 / 2."""
+    x, c = -0.4, 0.7
+    p = 1 / (1 + math.exp(-x))
+    want = -c * 0.25 * (1 - p) ** 2 * math.log(p) - (1 - c) * 0.75 * p**2 * math.log(1 - p)
+    assert float(cleanliness_focal_loss(torch.tensor([x]), torch.tensor([c]))) == pytest.approx(
+        want, rel=1e-6
+    )
+    no_alpha = -c * (1 - p) ** 2 * math.log(p) - (1 - c) * p**2 * math.log(1 - p)
+    got = cleanliness_focal_loss(torch.tensor([x]), torch.tensor([c]), alpha=-1.0)
+    assert float(got) == pytest.approx(no_alpha, rel=1e-6)
+    zero = cleanliness_focal_loss(torch.tensor([x]), torch.tensor([c]), alpha=0.0)
+    assert float(zero) == pytest.approx(-(1 - c) * p**2 * math.log(1 - p), rel=1e-6)
+
+
+@pytest.mark.parametrize("positive", [True, False])
+def test_smoothed_focal_loss_eq3_defaults_and_reductions(positive):
+    """SAD Eq. 3 with its defaults alpha 0.25, beta 2."""
+    x, mu = torch.tensor([0.3, -1.2]), torch.tensor([0.8, 0.6])
+    p = torch.sigmoid(x)
+    if positive:
+        want = -0.25 * (mu - p).abs() ** 2 * mu * torch.log(p)
+    else:
+        want = -0.75 * p**2 * torch.log(1 - p)
+    pos = torch.full((2,), positive)
+    torch.testing.assert_close(smoothed_focal_loss(x, mu, pos), want)
+    torch.testing.assert_close(smoothed_focal_loss(x, mu, pos, reduction="mean"), want.mean())
+
+
+# overlapping, equal, disjoint on both axes, disjoint on x only, on y only, a box thinner than
+# 1 px as the prediction and as the target
+BOXES_A = torch.tensor(
+    [[0.0, 0, 10, 10], [5, 5, 15, 25], [0, 0, 4, 4], [0, 0, 4, 10], [0, 0, 10, 4]]
+    + [[0, 0, 0.5, 10], [0, 0, 10, 10]]
+)
+BOXES_B = torch.tensor(
+    [[2.0, 3, 12, 9], [5, 5, 15, 25], [10, 10, 20, 20], [6, 0, 10, 10], [0, 6, 10, 10]]
+    + [[0, 0, 10, 10], [0, 0, 10, 0.5]]
+)
+
+
+def test_pairwise_aligned_iou_is_torchvisions_diagonal():
+    iou, giou = pairwise_aligned_iou(BOXES_A, BOXES_B)
+    torch.testing.assert_close(iou, box_iou(BOXES_A, BOXES_B).diag())
+    torch.testing.assert_close(giou, generalized_box_iou(BOXES_A, BOXES_B).diag())
+
+
+def test_pairwise_aligned_iou_keeps_leading_dimensions():
+    """(N, R, 4) pairs, as the batched callers pass them."""
+    iou, giou = pairwise_aligned_iou(
+        torch.stack([BOXES_A, BOXES_B]), torch.stack([BOXES_B, BOXES_A])
+    )
+    assert iou.shape == giou.shape == (2, len(BOXES_A))
+    for row in (0, 1):
+        torch.testing.assert_close(iou[row], box_iou(BOXES_A, BOXES_B).diag())
+        torch.testing.assert_close(giou[row], generalized_box_iou(BOXES_A, BOXES_B).diag())
+
+
+def test_iou_losses_against_torchvision():
+    iou = box_iou(BOXES_A, BOXES_B).diag()
+    giou = generalized_box_iou(BOXES_A, BOXES_B).diag()
+    torch.testing.assert_close(iou_loss(BOXES_A, BOXES_B, "giou"), 1 - giou)
+    torch.testing.assert_close(iou_loss(BOXES_A, BOXES_B), 1 - giou)  # default: GIoU
+    torch.testing.assert_close(iou_loss(BOXES_A, BOXES_B, "iou"), 1 - iou)
+    log_iou = iou_loss(BOXES_A, BOXES_B, "log_iou")
+    torch.testing.assert_close(log_iou, -torch.log(iou.clamp(min=1e-6)))
+    assert float(log_iou[2]) == pytest.approx(math.log(1e6), rel=1e-6)  # disjoint: IoU 1e-6
+    torch.testing.assert_close(iou_loss(BOXES_A, BOXES_B, "iou", reduction="sum"), (1 - iou).sum())
+    with pytest.raises(ValueError, match=r"^unknown IoU loss type 'diou'$"):
+        iou_loss(BOXES_A, BOXES_B, "diou")
+
+
+@pytest.mark.parametrize("beta", [0.1, 1.0])
+def test_smooth_l1_is_pytorchs(beta):
+    a, b = torch.randn(20, 4, generator=G), torch.randn(20, 4, generator=G)
+    want = F.smooth_l1_loss(a, b, beta=beta, reduction="none")
+    torch.testing.assert_close(smooth_l1_loss(a, b, beta), want)
+    torch.testing.assert_close(smooth_l1_loss(a, b, beta, reduction="sum"), want.sum())
+
+
+def test_smooth_l1_with_beta_zero_is_l1():
+    a, b = torch.tensor([0.3, -2.0]), torch.tensor([0.0, 0.5])
+    torch.testing.assert_close(smooth_l1_loss(a, b, 0.0), torch.tensor([0.3, 2.5]))
+    torch.testing.assert_close(smooth_l1_loss(a, b, 5e-6), torch.tensor([0.3, 2.5]))
+
+
+def test_centerness_by_hand_and_zero_outside():
+    """FCOS Eq. 3: sqrt(min(l, r) / max(l, r) x min(t, b) / max(t, b))."""
+    anchors = torch.tensor([[2.0, 2, 6, 6], [20, 20, 30, 30]])
+    gts = torch.tensor([[0.0, 1, 10, 5], [0, 0, 10, 10]])
+    # centre (4, 4): l 4, r 6, t 3, b 1
+    want = torch.tensor([math.sqrt(4 / 6 * 1 / 3), 0.0])
+    torch.testing.assert_close(centerness_targets(anchors, gts), want)
+
+
+def test_unknown_reduction_is_an_error():
+    with pytest.raises(ValueError, match=r"^unknown reduction 'avg'$"):
+        focal_loss(LOGITS, BINARY, reduction="avg")
