@@ -207,7 +207,7 @@ def test_every_shipped_detector(config, static, tmp_path):
 
     cfg = LazyConfig.load(os.path.join(REPO, "configs", config))
     if "roi_heads" in cfg.model:
-        from .modeling.test_noisy_anchor import shrink_lazy_rcnn
+        from .modeling.conftest import shrink_lazy_rcnn
 
         shrink_lazy_rcnn(cfg.model)
     weights = None

@@ -241,8 +241,8 @@ def test_compute_assignment_noisy_anchor_rpn():
 
     from semianchor.engine.report import compute_assignment
 
-    from .modeling.conftest import make_batch
-    from .modeling.test_noisy_anchor import LAZY_RCNN, shrink_lazy_rcnn
+    from .modeling.conftest import make_batch, shrink_lazy_rcnn
+    from .modeling.test_noisy_anchor import LAZY_RCNN
 
     cfg = LazyConfig.load(os.path.join(REPO, LAZY_RCNN))
     torch.manual_seed(0)

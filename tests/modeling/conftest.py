@@ -16,6 +16,23 @@ NUM_CLASSES = 3
 CHANNELS = 64  # GroupNorm(32, C) needs >= 2 channels per group on 1x1 maps
 
 
+def shrink_lazy_rcnn(model):
+    """Faster R-CNN with the same R-18 / 64-channel shrink and a 64-d box head, 3 classes."""
+    stages = model.backbone.bottom_up.stages
+    stages.depth = 18
+    stages.pop("stride_in_1x1", None)
+    stages.norm = "BN"
+    model.backbone.bottom_up.stem.norm = "BN"
+    model.backbone.bottom_up.freeze_at = 0
+    model.backbone.out_channels = CHANNELS
+    model.proposal_generator.head.in_channels = CHANNELS
+    model.roi_heads.num_classes = NUM_CLASSES
+    model.roi_heads.box_head.input_shape = ShapeSpec(channels=CHANNELS, height=7, width=7)
+    model.roi_heads.box_head.fc_dims = [CHANNELS, CHANNELS]
+    model.roi_heads.box_predictor.input_shape = ShapeSpec(channels=CHANNELS)
+    return model
+
+
 def shrink_lazy_model(model):
     """R-18 backbone with BN (from scratch), 64-channel FPN and a 2-conv head, 3 classes."""
     stages = model.backbone.bottom_up.stages

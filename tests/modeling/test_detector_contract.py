@@ -36,6 +36,7 @@ from .conftest import (
     make_batch,
     run_with_poisoned_regression,
     shrink_lazy_model,
+    shrink_lazy_rcnn,
     shrink_yacs,
 )
 
@@ -46,18 +47,7 @@ def _lazy_fpn(model):
 
 
 def _lazy_rcnn(model):
-    stages = model.backbone.bottom_up.stages
-    stages.depth = 18
-    stages.pop("stride_in_1x1", None)
-    stages.norm = "BN"
-    model.backbone.bottom_up.stem.norm = "BN"
-    model.backbone.bottom_up.freeze_at = 0
-    model.backbone.out_channels = CHANNELS
-    model.proposal_generator.head.in_channels = CHANNELS
-    model.roi_heads.num_classes = NUM_CLASSES
-    model.roi_heads.box_head.input_shape = ShapeSpec(channels=CHANNELS, height=7, width=7)
-    model.roi_heads.box_head.fc_dims = [CHANNELS, CHANNELS]
-    model.roi_heads.box_predictor.input_shape = ShapeSpec(channels=CHANNELS)
+    model = shrink_lazy_rcnn(model)
     model.roi_heads.box_predictor.test_score_thresh = 0.0
     return model
 

@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from detectron2.config import LazyConfig, get_cfg, instantiate
-from detectron2.layers import ShapeSpec
 from detectron2.utils.events import EventStorage
 
 from semianchor.config import add_semianchor_config
@@ -32,6 +31,7 @@ from .conftest import (
     REPO,
     make_batch,
     shrink_lazy_model,
+    shrink_lazy_rcnn,
     shrink_yacs,
 )
 
@@ -427,22 +427,6 @@ def test_quickstart_config_differs_from_retinanet_baseline_only_by_the_model():
 
 
 # ---------------------------------------------------------------- Faster R-CNN (RPN) end to end
-def shrink_lazy_rcnn(model):
-    stages = model.backbone.bottom_up.stages
-    stages.depth = 18
-    stages.pop("stride_in_1x1", None)
-    stages.norm = "BN"
-    model.backbone.bottom_up.stem.norm = "BN"
-    model.backbone.bottom_up.freeze_at = 0
-    model.backbone.out_channels = CHANNELS
-    model.proposal_generator.head.in_channels = CHANNELS
-    model.roi_heads.num_classes = NUM_CLASSES
-    model.roi_heads.box_head.input_shape = ShapeSpec(channels=CHANNELS, height=7, width=7)
-    model.roi_heads.box_head.fc_dims = [CHANNELS, CHANNELS]
-    model.roi_heads.box_predictor.input_shape = ShapeSpec(channels=CHANNELS)
-    return model
-
-
 @pytest.fixture(scope="module")
 def tiny_rcnn():
     cfg = LazyConfig.load(os.path.join(REPO, LAZY_RCNN))
