@@ -18,6 +18,7 @@ from semianchor.modeling.box_coder import DeltaBoxCoder
 from semianchor.modeling.meta_arch.sad import noac_draw_seed
 
 from .conftest import REPO, make_batch, shrink_lazy_model
+from .test_sad import _hand_inputs  # two locations of A = 2 anchors, two GTs
 
 LAZY = "configs/COCO-Detection/sad_R_50_FPN_1x.py"
 
@@ -114,28 +115,6 @@ def test_noac_draws_summary_mean_and_best(monkeypatch):
 
 
 # ---------------------------------------------------------------- IoU after regression logged
-def _hand_inputs(regression):
-    """Two locations of A = 2 anchors, GT 0 (class 1) over location 0, GT 1 (class 2) over
-    anchor 2 of location 1; anchor 3 (IoU 0.34 with GT 1) is background before regression."""
-    anchors = torch.tensor(
-        [[0, 0, 10, 10], [0, 0, 14, 14], [20, 20, 30, 30], [16, 16, 34, 34]], dtype=torch.float32
-    )
-    gt = torch.tensor([[[0, 0, 11, 11], [20, 20, 31, 30]]], dtype=torch.float32)
-    return AssignInputs(
-        anchors=anchors,
-        num_anchors_per_level=[4],
-        anchor_strides=torch.full((4,), 8.0),
-        anchors_per_location=2,
-        gt_boxes=gt,
-        gt_classes=torch.tensor([[1, 2]]),
-        gt_counts=torch.tensor([2]),
-        num_classes=3,
-        pred_scores=torch.full((1, 4, 3), 0.5),
-        pred_regression=regression,
-        box_coder=DeltaBoxCoder(weights=(1.0, 1.0, 1.0, 1.0)),
-    )
-
-
 @pytest.mark.parametrize("regression", ["anchor", "location"])
 def test_iou_after_regression_of_non_positive_anchors_is_logged(regression):
     """Anchor 3's regression moves it onto GT 1 (IoU 1 after regression); anchors 0-2 keep their
