@@ -139,3 +139,13 @@ def assert_finite_detections(boxes):
     assert sum(len(b) for b in boxes) > 0, "no detections: the test would prove nothing"
     for b in boxes:
         assert torch.isfinite(b).all(), b[~torch.isfinite(b).all(dim=1)]
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module's tests (small tensors: a second thread costs more than it
+    saves, and the suite runs beside other jobs on 2 cores)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

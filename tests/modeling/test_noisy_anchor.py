@@ -42,14 +42,7 @@ LAZY_RCNN = "configs/COCO-Detection/noisy_anchor_faster_rcnn_R_50_FPN_1x.py"
 YACS_RCNN = "configs/yacs/NoisyAnchor_FasterRCNN_R_50_FPN_1x.yaml"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models on a shared CPU: one intra-op thread is several times faster than two that
-    contend with other processes."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/modeling/conftest.py
 
 
 # Four hand anchors: a0 = [0,0,10,10] (area 100), a1 = [0,0,10,20] (200), a2 = [0,0,20,20] (400),

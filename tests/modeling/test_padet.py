@@ -29,12 +29,7 @@ from .conftest import REPO, make_batch
 K = 3
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/modeling/conftest.py
 
 
 # ---------------------------------------------------------------- anchors and layouts

@@ -23,12 +23,7 @@ from .conftest import REPO
 K = 3
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/modeling/conftest.py
 
 
 def _tiny_padet(**switches):

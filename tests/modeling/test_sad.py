@@ -24,12 +24,7 @@ LAZY = "configs/COCO-Detection/sad_R_50_FPN_1x.py"
 YACS = "configs/yacs/SAD_R_50_FPN_1x.yaml"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/modeling/conftest.py
 
 
 # ---------------------------------------------------------------- location labels

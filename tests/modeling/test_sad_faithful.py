@@ -23,12 +23,7 @@ from .test_sad import _hand_inputs  # two locations of A = 2 anchors, two GTs
 LAZY = "configs/COCO-Detection/sad_R_50_FPN_1x.py"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/modeling/conftest.py
 
 
 def _tiny_sad(**switches):
