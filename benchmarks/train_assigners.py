@@ -58,6 +58,14 @@ METHODS = {
     "padet_baseline": (None, "../../projects/PADet/configs/padet_baseline_R18_coco_json.py"),
     "padet_apm": (None, "../../projects/PADet/configs/padet_apm_R18_coco_json.py"),
     "padet_apm_fam": (None, "../../projects/PADet/configs/padet_apm_fam_R18_coco_json.py"),
+    # the FAM diagnostic: the FAM's offset branch frozen at zero / its gradient x 0.1
+    **{
+        f"padet_apm_fam_offset_gradmul{m}": (
+            None,
+            f"../../projects/PADet/configs/padet_apm_fam_offset_gradmul{m}_R18_coco_json.py",
+        )
+        for m in ("0", "0p1")
+    },
     # the same three arms with the paper's loss (no hard-negative mining, / this step's positives)
     **{
         f"padet_{arm}_paper_loss": (

@@ -121,6 +121,7 @@ def add_semianchor_config(cfg: CN) -> CN:
     _C.PADET.FAM_LEVELS = 4
     _C.PADET.FAM_GRAD_MUL = 0.0
     _C.PADET.FAM_IMPL = "auto"  # the deformable conv: "auto", "sampled" or "torchvision"
+    _C.PADET.FAM_OFFSET_GRAD_MUL = 1.0  # gradient scale on the FAM's offset branch (0: frozen)
     _C.PADET.USE_APM = True
     _C.PADET.PROMOTE = True
     _C.PADET.THETA = 0.01  # < 0: no theta rule / gate

@@ -11,6 +11,7 @@ import pickle
 import pytest
 import torch
 import torch.nn.functional as F
+import torchvision
 
 from detectron2.config import LazyConfig, instantiate
 from detectron2.layers import ShapeSpec
@@ -200,6 +201,72 @@ def test_fam_shared_offset_equals_a_shifted_sampling_grid():
     assert not torch.allclose(out, torch.relu(F.conv2d(x, fam.weight, fam.bias, padding=1)))
     with pytest.raises(ValueError, match="FAM mode"):
         FeatureAlignment(4, 1, mode="dcn")
+
+
+def _fam_with_learned_offsets(offset_grad_mul=1.0):
+    torch.manual_seed(0)
+    fam = FeatureAlignment(4, num_anchors=1, mode="disentangled", offset_grad_mul=offset_grad_mul)
+    fam = fam.double()
+    with torch.no_grad():  # offsets of a few pixels, as a trained FAM has
+        fam.f_loc.weight.copy_(torch.tensor([[[[0.5]], [[1.0]]], [[[-1.0]], [[0.25]]]]))
+        fam.g_shape.bias.copy_(torch.linspace(-1.5, 1.5, 18))
+    return fam
+
+
+def test_fam_offset_grad_mul_scales_only_the_offset_branch_gradient():
+    """0.1 scales the gradient of F and G by 0.1 and nothing else (values, the conv's gradient);
+    0 leaves them untrained: the FAM stays the plain conv of its zero initialisation."""
+    x = torch.randn(2, 4, 6, 7, dtype=torch.float64)
+    apm_reg = torch.randn(2, 4, 6, 7, dtype=torch.float64)
+    grads, outs = {}, {}
+    for m in (1.0, 0.1, 0.0):
+        fam = _fam_with_learned_offsets(m)
+        out = fam(x, apm_reg)
+        (out * torch.arange(out.numel(), dtype=out.dtype).view_as(out).cos()).sum().backward()
+        outs[m] = out.detach()
+        grads[m] = {n: p.grad for n, p in fam.named_parameters()}
+    assert torch.equal(outs[1.0], outs[0.0])
+    assert torch.allclose(outs[1.0], outs[0.1], rtol=1e-12, atol=1e-12)
+    for name in ("f_loc.weight", "f_loc.bias", "g_shape.weight", "g_shape.bias"):
+        assert grads[1.0][name].abs().sum() > 0
+        assert torch.allclose(grads[0.1][name], 0.1 * grads[1.0][name])
+        assert grads[0.0][name] is None
+    for name in ("weight", "bias"):
+        assert torch.allclose(grads[0.1][name], grads[1.0][name])
+        assert torch.allclose(grads[0.0][name], grads[1.0][name])
+    with pytest.raises(ValueError, match="offset_grad_mul"):
+        FeatureAlignment(4, 1, offset_grad_mul=2.0)
+
+
+def test_fam_logs_offset_magnitudes_and_their_gradient_in_training():
+    fam = _fam_with_learned_offsets()
+    fam.stats_name = "fam0"
+    x = torch.randn(1, 4, 5, 6, dtype=torch.float64)
+    apm_reg = torch.randn(1, 4, 5, 6, dtype=torch.float64)
+    offsets = fam.offsets(x, apm_reg).detach()
+    with EventStorage(0) as storage:
+        fam.eval()
+        fam(x, apm_reg)
+        assert "padet/fam0_offset_abs" not in storage.histories()  # inference logs nothing
+        fam.train()
+        out = fam(x, apm_reg)
+        offset = fam.offsets(x, apm_reg)
+        offset.retain_grad()
+        (2.0 * out.sum()).backward()
+        h = storage.histories()
+        assert h["padet/fam0_offset_abs"].latest() == pytest.approx(offsets.abs().mean().item())
+        assert h["padet/fam0_offset_max"].latest() == pytest.approx(offsets.abs().max().item())
+        # the RMS of dL/d(offsets), checked against a second forward pass's gradient
+        twin = _fam_with_learned_offsets()
+        off = twin.offsets(x, apm_reg).detach().requires_grad_(True)
+        y = torch.relu(
+            torchvision.ops.deform_conv2d(x, off, twin.weight, twin.bias, padding=(1, 1))
+        )
+        (2.0 * y.sum()).backward()
+        rms = off.grad.pow(2).mean().sqrt().item()
+        assert rms > 0
+        assert h["padet/fam0_offset_grad"].latest() == pytest.approx(rms, rel=1e-6)
+    fam(x, apm_reg)  # no storage: nothing to log, no error
 
 
 # ---------------------------------------------------------------- the detector
@@ -578,6 +645,14 @@ ABLATIONS.update(
         "padet_baseline_R18_coco_json.py": (R18_BASE, COMPONENTS["baseline"][0]),
         "padet_apm_R18_coco_json.py": (R18_BASE, COMPONENTS["apm"][0]),
         "padet_apm_fam_R18_coco_json.py": (R18_BASE, {}),
+        "padet_apm_fam_offset_gradmul0_R18_coco_json.py": (
+            R18_BASE,
+            {"head.fam_offset_grad_mul": 0.0},
+        ),
+        "padet_apm_fam_offset_gradmul0p1_R18_coco_json.py": (
+            R18_BASE,
+            {"head.fam_offset_grad_mul": 0.1},
+        ),
     }
 )
 PAPER_LOSS = {"loss_mode": "paper", "neg_pos_ratio": 0.0, "apm_neg_pos_ratio": 0.0}

@@ -38,6 +38,7 @@ model = L(PADet)(
         fam_levels=4,  # "we do not apply the FAM to the last 2 layers"
         fam_grad_mul=0.0,  # P5: APM outputs detached before F and G
         fam_impl="auto",  # deformable conv: our multi-threaded one on CPU, torchvision on CUDA
+        fam_offset_grad_mul=1.0,  # gradient scale on the offset branch (0: offsets frozen at 0)
         prior_prob=0.01,
         apm_scoring=True,  # APM_C: the anchor scoring branch (needs model.theta)
         apm_adjustment=True,  # APM_R: the anchor adjustment branch (needs model.promote)

@@ -32,6 +32,8 @@ from typing import Dict, List, Optional, Sequence
 import torch
 from torch import nn
 
+from detectron2.utils.events import get_event_storage
+
 from ...layers.deform_conv import DEFORM_CONV_IMPLS, deform_conv2d
 from .dense_head import HeadOutput
 
@@ -59,7 +61,19 @@ class FeatureAlignment(nn.Module):
     """The FAM of one level: a 3x3 (deformable) conv ``channels -> channels`` + ReLU whose offsets
     follow ``mode`` (module docstring). ``forward(x, apm_reg)``: x (N, C, H, W), apm_reg
     (N, 4A, H, W) deltas (dx, dy, dw, dh per anchor); None for the modes that do not read it.
-    ``impl``: the deformable conv's implementation (``semianchor.layers.deform_conv2d``)."""
+    ``impl``: the deformable conv's implementation (``semianchor.layers.deform_conv2d``).
+
+    ``offset_grad_mul`` scales the gradient that reaches the offset branch (F, G, H or the
+    implicit offset conv) without changing the offsets' values: 1 trains it as the rest of the
+    head, 0.1 is the usual learning-rate multiplier of deformable-conv offsets, 0 freezes it at its
+    zero initialisation (the FAM is then a plain 3x3 conv with the same parameters and the same
+    random initialisation of every other layer as the FAM model: the control arm that separates the
+    alignment from the initialisation).
+
+    Training statistics: when ``stats_name`` is set (the head names its levels ``fam0``, ``fam1``,
+    ...) and an ``EventStorage`` is active, every training step logs ``padet/<name>_offset_abs``
+    (mean |offset|, feature pixels), ``padet/<name>_offset_max`` (max |offset|) and
+    ``padet/<name>_offset_grad`` (RMS of the loss gradient reaching the offsets)."""
 
     def __init__(
         self,
@@ -68,6 +82,7 @@ class FeatureAlignment(nn.Module):
         mode: str = "disentangled",
         grad_mul: float = 0.0,
         impl: str = "auto",
+        offset_grad_mul: float = 1.0,
     ):
         super().__init__()
         if mode not in FAM_MODES:
@@ -78,6 +93,10 @@ class FeatureAlignment(nn.Module):
         if not 0.0 <= grad_mul <= 1.0:
             raise ValueError(f"FAM grad_mul must be in [0, 1], got {grad_mul}")
         self.mode, self.grad_mul, self.num_anchors = mode, float(grad_mul), num_anchors
+        if not 0.0 <= offset_grad_mul <= 1.0:
+            raise ValueError(f"FAM offset_grad_mul must be in [0, 1], got {offset_grad_mul}")
+        self.offset_grad_mul = float(offset_grad_mul)
+        self.stats_name: Optional[str] = None
         self.weight = nn.Parameter(torch.empty(channels, channels, 3, 3))
         self.bias = nn.Parameter(torch.zeros(channels))
         nn.init.kaiming_normal_(self.weight, mode="fan_out", nonlinearity="relu")
@@ -119,6 +138,13 @@ class FeatureAlignment(nn.Module):
             y = nn.functional.conv2d(x, self.weight, self.bias, padding=1)
         else:
             offset = self.offsets(x, apm_reg)
+            if self.offset_grad_mul == 0.0:
+                offset = offset.detach()
+            elif self.offset_grad_mul != 1.0:
+                m = self.offset_grad_mul
+                offset = offset * m + offset.detach() * (1.0 - m)
+            if self.training and self.stats_name is not None:
+                self._log_offset_stats(offset)
             # in fp32 under autocast (torchvision's CPU kernel has no bf16/fp16 version, and the
             # sample positions want the precision)
             with torch.autocast(x.device.type, enabled=False):
@@ -132,6 +158,29 @@ class FeatureAlignment(nn.Module):
                     impl=self.impl,
                 )
         return torch.relu(y)
+
+    def _log_offset_stats(self, offset: torch.Tensor) -> None:
+        storage = _current_storage()
+        if storage is None:
+            return
+        name = f"padet/{self.stats_name}"
+        magnitude = offset.detach().abs()
+        storage.put_scalar(f"{name}_offset_abs", float(magnitude.mean()))
+        storage.put_scalar(f"{name}_offset_max", float(magnitude.max()))
+        if offset.requires_grad:
+
+            def log_grad(grad: torch.Tensor) -> None:
+                storage.put_scalar(f"{name}_offset_grad", float(grad.float().pow(2).mean().sqrt()))
+
+            offset.register_hook(log_grad)
+
+
+def _current_storage():
+    """Detectron2's active EventStorage, or None (a forward pass outside a trainer)."""
+    try:
+        return get_event_storage()
+    except AssertionError:
+        return None
 
 
 class PADetHead(nn.Module):
@@ -147,7 +196,9 @@ class PADetHead(nn.Module):
         num_classes: K. num_anchors: A_l per level.
         fam_mode: one of ``FAM_MODES``; fam_levels: how many of the first levels get a FAM (the
             others a plain 3x3 conv); fam_grad_mul: gradient scale from the FAM into the APM;
-            fam_impl: the deformable conv's implementation ("auto", "sampled", "torchvision").
+            fam_impl: the deformable conv's implementation ("auto", "sampled", "torchvision");
+            fam_offset_grad_mul: gradient scale on the FAM's offset branch (``FeatureAlignment``;
+            0 freezes the offsets at zero).
         prior_prob: initial positive probability of the APM logits (SSD/RefineDet: none; we use
             the focal prior only for the APM's sigmoid so training starts stable).
         apm_scoring / apm_adjustment: build the APM's anchor scoring (APM_C) / anchor adjustment
@@ -164,6 +215,7 @@ class PADetHead(nn.Module):
         fam_levels: int = 4,
         fam_grad_mul: float = 0.0,
         fam_impl: str = "auto",
+        fam_offset_grad_mul: float = 1.0,
         prior_prob: float = 0.01,
         apm_scoring: bool = True,
         apm_adjustment: bool = True,
@@ -197,10 +249,17 @@ class PADetHead(nn.Module):
         )
         self.fam = nn.ModuleList(
             FeatureAlignment(
-                C, a, fam_mode if level < fam_levels else "none", fam_grad_mul, fam_impl
+                C,
+                a,
+                fam_mode if level < fam_levels else "none",
+                fam_grad_mul,
+                fam_impl,
+                offset_grad_mul=fam_offset_grad_mul,
             )
             for level, a in enumerate(num_anchors)
         )
+        for level, fam in enumerate(self.fam):
+            fam.stats_name = f"fam{level}"
         self.cls_pred = nn.ModuleList(_conv(C, a * (num_classes + 1), 3) for a in num_anchors)
         self.reg_pred = nn.ModuleList(_conv(C, 4 * a, 3) for a in num_anchors)
 

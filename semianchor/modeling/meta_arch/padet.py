@@ -242,6 +242,7 @@ class PADet(AssignmentDetector):
             fam_levels=p.FAM_LEVELS,
             fam_grad_mul=p.FAM_GRAD_MUL,
             fam_impl=p.FAM_IMPL,
+            fam_offset_grad_mul=p.FAM_OFFSET_GRAD_MUL,
             prior_prob=cfg.MODEL.SEMIANCHOR.HEAD.PRIOR_PROB,
             apm_scoring=p.USE_APM and p.THETA >= 0,
             apm_adjustment=p.USE_APM and p.PROMOTE,
