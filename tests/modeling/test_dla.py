@@ -424,7 +424,7 @@ def test_anchor_based_variant_trains(lazy_model):
     assert all(torch.isfinite(v) for v in losses.values())
 
 
-# ---------------------------------------------------------------- issue #16: a dead ltrb channel
+# ---------------------------------------------------------------- a dead ltrb channel
 def test_relu_straight_through_is_relu_forward_identity_backward():
     from semianchor.modeling.heads.dense_head import relu_straight_through
 
@@ -437,7 +437,7 @@ def test_relu_straight_through_is_relu_forward_identity_backward():
 
 def _train_with_dead_bottom_channel(lazy_model, activation, steps=8):
     """A tiny DLA whose bottom distance (ltrb channel 3) is negative before the ReLU at every
-    location, as the quickstart model of issue #16's failing seed is born; ``steps`` SGD steps on
+    location, as the quickstart model's failing seed is born (benchmarks/DLA_COLLAPSE.md); ``steps`` SGD steps on
     one fixed batch. Returns per step (loss_dla_box, channel 3's bias gradient, share of the
     positives' bottom distances at 0)."""
     model = tiny_dla(lazy_model, fixed_alpha=1.0, loss_normalizer_momentum=0.0)
