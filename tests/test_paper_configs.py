@@ -57,7 +57,7 @@ RETINA_ANCHORS = dict(
     sizes=[[s * 2 ** (i / 3) for i in range(3)] for s in (32, 64, 128, 256, 512)],
     aspect_ratios=[0.5, 1.0, 2.0],
 )
-SAD_ANCHORS = dict(  # spec S1: 4 x stride base, 2^(i/5), ratios {1/3, 1/2, 1, 2, 3}
+SAD_ANCHORS = dict(  # choice S1: 4 x stride base, 2^(i/5), ratios {1/3, 1/2, 1, 2, 3}
     sizes=[[4 * s * 2 ** (i / 5) for i in range(5)] for s in (8, 16, 32, 64, 128)],
     aspect_ratios=[[1 / 3, 1 / 2, 1.0, 2.0, 3.0]],
 )

@@ -463,7 +463,7 @@ def _train_with_dead_bottom_channel(lazy_model, activation, steps=8):
 
 
 def test_dead_ltrb_channel_never_learns_under_relu_and_revives_straight_through(lazy_model):
-    """Issue #16's mechanism. Plain ReLU (the paper configs): the dead channel gets exactly zero
+    """The dead-channel mechanism. Plain ReLU (the paper configs): the dead channel gets exactly zero
     gradient at every step, so every positive's box keeps its bottom side at the location's
     centre for good. Straight-through (the quickstart's fix): same first forward pass (same
     losses), a gradient that raises the channel (negative bias gradient: SGD adds), and the
@@ -478,7 +478,7 @@ def test_dead_ltrb_channel_never_learns_under_relu_and_revives_straight_through(
 
 
 def test_quickstart_configs_use_the_fix_and_the_paper_config_the_plain_relu(lazy_model, yacs_model):
-    """Issue #16: the from-scratch quickstart DLA (LazyConfig and its yacs twin) passes the
+    """The from-scratch quickstart DLA (LazyConfig and its yacs twin) passes the
     gradient below zero; the COCO paper config keeps the plain ReLU (same forward values). DLA's
     classification loss is never re-weighted by m (the box weighting does not reach it)."""
     from detectron2.config import LazyConfig
