@@ -33,11 +33,11 @@ projects/<method>/DESIGN.md), not read from the configs. Sources:
 Warm-up (iterations at our batch, start factor, linear): PADet's is in its text (5 epochs from
 1e-6: factor 1e-6 / 2e-3). SAD's is maskrcnn-benchmark's default (500 iterations from 1/3;
 SAD Sec. 4: SAD "is implemented within a public codebase", maskrcnn-benchmark by its footnote,
-and keeps "all other settings ... as in the standard RetinaNet"). DLA's is MMDetection's 1x default (500 iterations from
-0.001). ATSS and Noisy Anchors do not state one: Detectron2's 1x default (1000 iterations from
-0.001) is our choice, pinned so that it cannot drift; FCOS and RetinaNet have Detectron2's by
-definition. Our batch 16 keeps a paper's images per epoch and lr per image (linear scaling):
-solver values are pinned as images and lr per image.
+and keeps "all other settings ... as in the standard RetinaNet"). DLA's is MMDetection's 1x
+default (500 iterations from 0.001). ATSS and Noisy Anchors do not state one: Detectron2's 1x
+default (1000 iterations from 0.001) is our choice, pinned so that it cannot drift; FCOS and
+RetinaNet have Detectron2's by definition. Our batch 16 keeps a paper's images per epoch and lr
+per image (linear scaling): solver values are pinned as images and lr per image.
 """
 
 import inspect

@@ -13,7 +13,7 @@ model, dataloader, optimizer, lr_multiplier, train = LazyConfig.load_rel(
     "padet_VGG16_384.py", ("model", "dataloader", "optimizer", "lr_multiplier", "train")
 )
 
-mins, maxs = ssd_sizes(512, [0.04, 0.1, 0.26, 0.42, 0.58, 0.74, 0.9])  # inferred: SSD512-COCO-like (P3)
+mins, maxs = ssd_sizes(512, [0.04, 0.1, 0.26, 0.42, 0.58, 0.74, 0.9])  # SSD512-COCO-like (P3)
 model.backbone.encoder.num_extra = 4
 model.head.input_shape = [ShapeSpec(channels=256)] * 7
 model.head.num_anchors = [6, 6, 6, 6, 4, 4, 4]

@@ -437,9 +437,9 @@ def test_relu_straight_through_is_relu_forward_identity_backward():
 
 def _train_with_dead_bottom_channel(lazy_model, activation, steps=8):
     """A tiny DLA whose bottom distance (ltrb channel 3) is negative before the ReLU at every
-    location, as the quickstart model's failing seed is born (benchmarks/DLA_COLLAPSE.md); ``steps`` SGD steps on
-    one fixed batch. Returns per step (loss_dla_box, channel 3's bias gradient, share of the
-    positives' bottom distances at 0)."""
+    location, as the quickstart model's failing seed is born (benchmarks/DLA_COLLAPSE.md);
+    ``steps`` SGD steps on one fixed batch. Returns per step (loss_dla_box, channel 3's bias
+    gradient, share of the positives' bottom distances at 0)."""
     model = tiny_dla(lazy_model, fixed_alpha=1.0, loss_normalizer_momentum=0.0)
     model.head.regression_activation = activation
     with torch.no_grad():  # pre-activation -0.05 everywhere: born dead (zero weights, bias < 0)
@@ -463,8 +463,8 @@ def _train_with_dead_bottom_channel(lazy_model, activation, steps=8):
 
 
 def test_dead_ltrb_channel_never_learns_under_relu_and_revives_straight_through(lazy_model):
-    """The dead-channel mechanism. Plain ReLU (the paper configs): the dead channel gets exactly zero
-    gradient at every step, so every positive's box keeps its bottom side at the location's
+    """The dead-channel mechanism. Plain ReLU (the paper configs): the dead channel gets exactly
+    zero gradient at every step, so every positive's box keeps its bottom side at the location's
     centre for good. Straight-through (the quickstart's fix): same first forward pass (same
     losses), a gradient that raises the channel (negative bias gradient: SGD adds), and the
     positives' bottom distances leave 0."""

@@ -2,8 +2,9 @@
 Single-Shot Object Detection", Sec. 3).
 
 The paper text that defines the encoder layers E1..E5 and the skip block is missing from the
-available copy; what is inferred from SSD/DSSD conventions is marked "inferred" and listed with
-its reason in projects/PADet/DESIGN.md (choices P1, P2). Shape legend: N images, C channels, D_i levels.
+available copy; what is inferred from SSD/DSSD conventions is marked "inferred" and listed
+with its reason in projects/PADet/DESIGN.md (choices P1, P2). Shape legend: N images, C
+channels, D_i levels.
 
 * Encoders: :class:`VGG16Encoder` (SSD's VGG-16: E1 = conv4_3 at stride 8, E2 = fc7 at stride
   16 after SSD's pool5 3x3/s1 and dilated fc6, then extra blocks [1x1, 3x3 stride 2]; inferred),
@@ -155,7 +156,7 @@ class EncoderDecoder(Backbone):
         self.laterals = nn.ModuleList(cbr(c, channels, 3) for c in encoder.out_channels)
         self.top_down = nn.ModuleList(cbr(channels, channels, 1) for _ in encoder.out_channels[:-1])
         self.smooth = nn.ModuleList(cbr(channels, channels, 3) for _ in encoder.out_channels)
-        self.extra_down = nn.MaxPool2d(3, 2)  # D_{L+1}: 3 -> 1 at 384 px, 2 -> 1 at 512 (inferred, P1)
+        self.extra_down = nn.MaxPool2d(3, 2)  # D_{L+1}: 3 -> 1 at 384, 2 -> 1 at 512 (P1)
         self.channels = channels
         strides = list(encoder.strides)
         self._strides = strides + [strides[-1] * 2]
