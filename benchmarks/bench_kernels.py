@@ -10,11 +10,11 @@ Cases whose dense intermediates would not fit the budget are skipped with their 
 
     python benchmarks/bench_kernels.py --json benchmarks/bench_kernels.json   # full table (~20 min)
     python benchmarks/bench_kernels.py --quick    # a few small cases
-    python benchmarks/bench_kernels.py --ops max_iou,topn   # issue 17's matching ops
+    python benchmarks/bench_kernels.py --ops max_iou,topn   # the IoU-matching ops
     python benchmarks/bench_kernels.py --ops soft_nms    # soft-NMS: op vs reference only
 
-``max_iou`` / ``topn`` (issue 17): ``max_iou_match`` / ``topn_iou_match`` (topn = 50) kernels vs
-today's dense path (detectron2 ``pairwise_iou`` + ``Matcher`` as ``MaxIoUAssigner``; the dense
+``max_iou`` / ``topn``: ``max_iou_match`` / ``topn_iou_match`` (topn = 50) kernels vs
+the dense path (detectron2 ``pairwise_iou`` + ``Matcher`` as ``MaxIoUAssigner``; the dense
 ``topn_iou_assignment`` code, ``topn_iou_match_reference``), one image, A = 9 and 25, M up to 2000.
 """
 
@@ -46,7 +46,7 @@ def make_anchors(A):
     elif A == 9:  # RetinaNet: 3 scales x 3 aspect ratios
         sizes = [[x * 2 ** (i / 3) for i in range(3)] for x in (32, 64, 128, 256, 512)]
         ratios = [[0.5, 1.0, 2.0]]
-    elif A == 25:  # issue 17's dense stress case: 5 scales x 5 aspect ratios
+    elif A == 25:  # a dense stress case (SAD's layout): 5 scales x 5 aspect ratios
         sizes = [[x * 2 ** (i / 5) for i in range(5)] for x in (32, 64, 128, 256, 512)]
         ratios = [[0.25, 0.5, 1.0, 2.0, 4.0]]
     else:
@@ -258,7 +258,7 @@ def main():
         return
 
     As, Ms, Ns = ((1, 9), (10, 100, 1000), (1, 8)) if not args.quick else ((1,), (10, 100), (1,))
-    # issue 17's matching ops: one image, A = 9 and 25, up to 2000 GTs
+    # the IoU-matching ops: one image, A = 9 and 25, up to 2000 GTs
     match_cases = ((9, 25), (10, 100, 500, 2000), (1,)) if not args.quick else ((9,), (10,), (1,))
     plan = []
     for op, impls in (

@@ -1,6 +1,6 @@
 #!/usr/bin/env python
-"""PADet's speed (issue: "images/s at 384 and 512 for VGG-16 PADet vs the same model without
-FAM"), in one run on one machine.
+"""PADet's speed: images/s at 384 and 512 for VGG-16 PADet vs the same model without the FAM,
+in one run on one machine.
 
 Models (randomly initialised; speed depends on the weights only through how many candidates pass
 the score gate, so the post-processing is timed at the configs' own gate): VGG-16 PADet at 384

@@ -1,12 +1,13 @@
 #!/usr/bin/env python
-"""Issue #16: how often does a short from-scratch run of a method fail to learn to regress boxes?
+"""How often does a short from-scratch run of a method fail to learn to regress boxes?
 
-Seeds x methods on a small one-class dataset of 1-3 large objects per image (the regime of the
-issue: few, large objects), each run ``tools/lazyconfig_train_net.py`` with the method's
-quickstart COCO-json config, shrunk to small images so one run takes about a minute on 2 CPU cores.
-A run is a *failure* when its AP is below half the median AP of that method's seeds (the issue's
-criterion). Records go to ``<results-dir>/<tag>/<method>_seed<S>.json`` (default
-``benchmarks/results/dla_collapse``), run folders to ``<output-dir>/<tag>/<method>_seed<S>``.
+Seeds x methods on a small one-class dataset of 1-3 large objects per image (the regime where
+the failure was first seen: few, large objects), each run ``tools/lazyconfig_train_net.py`` with
+the method's quickstart COCO-json config, shrunk to small images so one run takes about a minute
+on 2 CPU cores. A run is a *failure* when its AP is below half the median AP of that method's
+seeds (the criterion of the original failure report). Records go to
+``<results-dir>/<tag>/<method>_seed<S>.json`` (default ``benchmarks/results/dla_collapse``), run
+folders to ``<output-dir>/<tag>/<method>_seed<S>``.
 
 Datasets (``--dataset``), written once under ``--data-dir`` (default ``output/dla_collapse_data``):
 
@@ -378,7 +379,7 @@ def inspect_tag(args, data):
 
 # ----------------------------------------------------------------------------- summary
 def failures(aps):
-    """Indices of runs whose AP is below half the median of the runs (the issue's criterion)."""
+    """Indices of runs whose AP is below half the median of the runs (the failure criterion)."""
     med = statistics.median(aps)
     return [i for i, ap in enumerate(aps) if ap < 0.5 * med]
 

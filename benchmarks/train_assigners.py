@@ -74,7 +74,7 @@ METHODS = {
         )
         for arm in ("baseline", "apm", "apm_fam")
     },
-    # Noisy Anchors' loss normaliser ablation (issue 15; the paper does not state it)
+    # Noisy Anchors' loss normaliser ablation (the paper does not state it)
     "noisy_norm_positives": (
         None,
         "../../projects/NoisyAnchors/configs/"

@@ -33,7 +33,7 @@ def add_semianchor_config(cfg: CN) -> CN:
     _C.HEAD.QUALITY = "centerness"  # "" for none
     _C.HEAD.SCALE_PER_LEVEL = True
     # "relu" for ltrb distances; "relu_straight_through": same values, gradient also below 0
-    # (DLA quickstart: a distance channel born dead never learns with a plain ReLU, issue #16)
+    # (DLA quickstart: a distance channel born dead never learns with a plain ReLU)
     _C.HEAD.REGRESSION_ACTIVATION = "none"
 
     _C.BOX_CODER = CN()

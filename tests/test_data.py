@@ -197,7 +197,7 @@ def test_flipped_box_dropped_on_request_with_a_count(tmp_path, caplog):
 
 
 def test_registered_dataset_flipped_box_fails_at_load(tmp_path):
-    """Issue 15, bullet 7: a registered dataset (the way Detectron2 registers COCO 2017) is
+    """A registered dataset (the way Detectron2 registers COCO 2017) is
     checked when loaded, naming the json file, image id and annotation id; drop on request."""
     from detectron2.data.datasets import register_coco_instances
 

@@ -1,7 +1,7 @@
 """The paper configs pin what their papers state: a drift of any of these values fails.
 
-The table is written from the papers (/work/shared/papers, METHODS.md, SAD_PADET.md), not read
-from the configs. Sources:
+The table is written from the papers (and, where a paper is silent, from the choices recorded in
+projects/<method>/DESIGN.md), not read from the configs. Sources:
 
 * ATSS Sec. 4 "Implementation Details" (800 / 1333 px single scale, SGD 90K iterations, batch
   16, lr 0.01 x0.1 at 60K / 80K, momentum 0.9, weight decay 1e-4; one square 8S anchor; k = 9;
@@ -13,31 +13,31 @@ from the configs. Sources:
   alpha = 0.75, gamma = 1); its RetinaNet test settings are RetinaNet's (Lin et al. Sec. 5: score
   0.05, top 1000 per level, NMS 0.5, 100 detections; anchors 2^{0,1/3,2/3} x {32..512}, ratios
   {1:2, 1:1, 2:1}).
-* SAD Sec. 4 and SAD_PADET.md section 1 (90k iterations, lr 0.01, batch 16, x0.1 at 60k / 80k,
+* SAD Sec. 4 (90k iterations, lr 0.01, batch 16, x0.1 at 60k / 80k,
   weight decay 1e-4, momentum 0.9, flip only, 800 px; A = 5 scales x 5 ratios on RetinaNet's
   4 x stride base (S1); focal (alpha, gamma) = (0.25, 1); lambda_reg = 2 (-ln IoU), lambda_ac = 1
   with the Eq. 3 loss (alpha, beta) = (0.25, 2), sigma = 0.9; max-IoU 0.5 without band (S2);
   top-1 anchor per location; test S11: 0.05, 1000 per level, NMS 0.4, 100).
-* PADet Sec. 3.3 / 4 and SAD_PADET.md 2.1-2.5 (square 384 / 512 inputs with SSD augmentation:
+* PADet Sec. 3 / 3.3 / 4 (square 384 / 512 inputs with SSD augmentation:
   flip, expansion, cropping; SSD anchors, 6 ratios (1, 1', 2, 3, 1/2, 1/3) on D1-D4 and 4
   (1, 1', 2, 1/2) on D5 / D6, 18,400 at 384; the last two maps 3x3 / 1x1 at 384 and 2x2 / 1x1 at
   512, where the FAM is not applied; matching 0.5 / 0.3 with each GT's best anchor; theta 0.01;
   BCE (APM) and softmax (detection) + smooth-L1, weights 1; SGD momentum 0.9, weight decay 5e-4,
   batch 32, lr 2e-3, warm-up from 1e-6 over 5 epochs, x0.1 at 100 and 140 epochs, 160 epochs on
   trainval35k; soft-NMS linear N_t = 0.3 (sigma 0.5), score 0.01, top 300). Hard-negative mining
-  3:1 and smooth-L1 beta 1 are the spec's P6 / P10 choices (the text is silent).
+  3:1 and smooth-L1 beta 1 are our choices P6 / P10 (projects/PADet/DESIGN.md; the text is silent).
 * FCOS and RetinaNet: their papers' 1x as Detectron2 ships it (90k / 60k / 80k at batch 16, lr
   0.01, 800 / 1333, Detectron2's test settings: FCOS gates sqrt(p x centerness) at 0.2, NMS 0.6;
   RetinaNet 0.05, NMS 0.5; smooth-L1 beta 0.1 as Detectron2's yacs RetinaNet).
 
 Warm-up (iterations at our batch, start factor, linear): PADet's is in its text (5 epochs from
 1e-6: factor 1e-6 / 2e-3). SAD's is maskrcnn-benchmark's default (500 iterations from 1/3;
-SAD_PADET.md 1.5: SAD "is implemented within" maskrcnn-benchmark and keeps "all other settings
-... as in the standard RetinaNet"). DLA's is MMDetection's 1x default (500 iterations from
-0.001). ATSS and Noisy Anchors do not state one: Detectron2's 1x default (1000 iterations from
-0.001) is our choice, pinned so that it cannot drift; FCOS and RetinaNet have Detectron2's by
-definition. Our batch 16 keeps a paper's images per epoch and lr per image (linear scaling):
-solver values are pinned as images and lr per image.
+SAD Sec. 4: SAD "is implemented within a public codebase", maskrcnn-benchmark by its footnote,
+and keeps "all other settings ... as in the standard RetinaNet"). DLA's is MMDetection's 1x
+default (500 iterations from 0.001). ATSS and Noisy Anchors do not state one: Detectron2's 1x
+default (1000 iterations from 0.001) is our choice, pinned so that it cannot drift; FCOS and
+RetinaNet have Detectron2's by definition. Our batch 16 keeps a paper's images per epoch and lr
+per image (linear scaling): solver values are pinned as images and lr per image.
 """
 
 import inspect
@@ -57,7 +57,7 @@ RETINA_ANCHORS = dict(
     sizes=[[s * 2 ** (i / 3) for i in range(3)] for s in (32, 64, 128, 256, 512)],
     aspect_ratios=[0.5, 1.0, 2.0],
 )
-SAD_ANCHORS = dict(  # spec S1: 4 x stride base, 2^(i/5), ratios {1/3, 1/2, 1, 2, 3}
+SAD_ANCHORS = dict(  # choice S1: 4 x stride base, 2^(i/5), ratios {1/3, 1/2, 1, 2, 3}
     sizes=[[4 * s * 2 ** (i / 5) for i in range(5)] for s in (8, 16, 32, 64, 128)],
     aspect_ratios=[[1 / 3, 1 / 2, 1.0, 2.0, 3.0]],
 )
@@ -141,7 +141,7 @@ PADET_MODEL = {
     "head.fam_mode": "disentangled",  # Table 1 (c)
     "head.apm_scoring": True,
     "head.apm_adjustment": True,
-    "box_coder.weights": [10.0, 10.0, 5.0, 5.0],  # SSD variances (0.1, 0.2), INFERRED
+    "box_coder.weights": [10.0, 10.0, 5.0, 5.0],  # SSD variances (0.1, 0.2), inferred (P13)
 }
 PADET_RATIOS_6, PADET_RATIOS_4 = [1.0, 2.0, 3.0, 1 / 2, 1 / 3], [1.0, 2.0, 1 / 2]  # + 1'
 

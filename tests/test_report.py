@@ -274,7 +274,7 @@ def test_compute_assignment_needs_an_assigner():
     "config", ["quickstart/retinanet_R18_shapes.py", "COCO-Detection/fcos_R_50_FPN_1x.py"]
 )
 def test_compute_assignment_detectron2_baselines(config):
-    """Issue 15, bullet 3: Detectron2's own RetinaNet / FCOS (our baselines) are drawn from their
+    """Detectron2's own RetinaNet / FCOS (our baselines) are drawn from their
     label_anchors: RetinaNet's positives have IoU >= 0.5 with their GT or are its best anchor;
     FCOS's positives have their centre inside their GT."""
     from detectron2.structures import Boxes, pairwise_iou
@@ -331,7 +331,7 @@ def test_the_visualizer_list_holds_every_quickstart_config():
 
 @pytest.mark.parametrize("path", QUICKSTART_CONFIGS, ids=os.path.basename)
 def test_visualize_assignment_every_quickstart_config(path, tmp_path, capsys):
-    """Issue 15, bullet 3: tools/visualize_assignment.py writes a readable PNG for every shipped
+    """tools/visualize_assignment.py writes a readable PNG for every shipped
     quickstart config (DLA without a training tool, Detectron2's RetinaNet baseline, COCO-json
     configs with the class count from the json), at the test-time resize training sees."""
     sys.path.insert(0, os.path.join(REPO, "tools"))

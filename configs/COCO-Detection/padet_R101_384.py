@@ -3,7 +3,7 @@ VGG-16 384 recipe (Sec. 3.3 and 4: 160 epochs at batch 32, lr 2e-3 with a 5-epoc
 1e-6, x0.1 at 100 / 140 epochs, weight decay 5e-4, SSD augmentation, SSD priors, theta 0.01,
 soft-NMS) with the encoder swapped.
 
-Encoder (INFERRED, projects/PADet/README.md): E1-E3 = C3, C4, C5 of ResNet-101 (48, 24, 12 at
+Encoder (inferred, projects/PADet/DESIGN.md): E1-E3 = C3, C4, C5 of ResNet-101 (48, 24, 12 at
 384) and two extra [1x1, 3x3 stride 2] blocks (6, 3); D6 = max-pool of D5 (1): the VGG layout,
 18,400 anchors. ImageNet weights: Detectron2's MSRA ResNet-101 (the Caffe model: stride in the
 1x1 conv, BN folded into an affine -> FrozenBN, BGR input with mean subtraction only); stem and

@@ -1,5 +1,5 @@
 """PADet, VGG-16, 512 x 512 (test-dev Table 6: 37.6 AP): the 384 recipe with the 7-level layout
-64, 32, 16, 8, 4, 2, 1 (choice P2, projects/PADet/README.md: one more extra encoder block; 6
+64, 32, 16, 8, 4, 2, 1 (choice P2, projects/PADet/DESIGN.md: one more extra encoder block; 6
 anchors on D1-D4, 4 on D5-D7; FAM on D1-D5) and SSD512-like prior sizes."""
 
 import detectron2.data.transforms as T
@@ -13,7 +13,7 @@ model, dataloader, optimizer, lr_multiplier, train = LazyConfig.load_rel(
     "padet_VGG16_384.py", ("model", "dataloader", "optimizer", "lr_multiplier", "train")
 )
 
-mins, maxs = ssd_sizes(512, [0.04, 0.1, 0.26, 0.42, 0.58, 0.74, 0.9])  # INFERRED (SSD512-COCO-like)
+mins, maxs = ssd_sizes(512, [0.04, 0.1, 0.26, 0.42, 0.58, 0.74, 0.9])  # SSD512-COCO-like (P3)
 model.backbone.encoder.num_extra = 4
 model.head.input_shape = [ShapeSpec(channels=256)] * 7
 model.head.num_anchors = [6, 6, 6, 6, 4, 4, 4]

@@ -44,10 +44,10 @@ optimizer.lr = lr
 lr_multiplier = quickstart_lr_multiplier
 train.update(train_overrides)
 train.output_dir = "./output/quickstart_dla"
-# ltrb distances: ReLU values, gradient passed below 0 (issue #16): from scratch, a distance
+# ltrb distances: ReLU values, gradient passed below 0: from scratch, a distance
 # channel can be born at 0 on every location and, under a plain ReLU, never learn (one seed in
 # eight on a large-object set; benchmarks/DLA_COLLAPSE.md). Same forward values; "relu" is the
-# previous behaviour (and the COCO paper config's).
+# plain ReLU (the COCO paper config's; projects/DLA/DESIGN.md).
 model.head.regression_activation = "relu_straight_through"
 # alpha's schedule (Eq. 2): 470 / 8 = 58.75 iterations per epoch, 300 iterations (the tool
 # re-derives both from the loaded dataset and the final train.max_iter)

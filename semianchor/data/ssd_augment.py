@@ -1,5 +1,5 @@
 """SSD's training augmentation (Liu et al. 2016, Sec. 2.2 "Data augmentation"; PADet trains with it,
-SAD_PADET.md 2.5) as Detectron2 ``Augmentation``s, and a dataset mapper that lets them see the
+Sec. 4) as Detectron2 ``Augmentation``s, and a dataset mapper that lets them see the
 boxes (Detectron2's ``DatasetMapper`` gives its augmentations the image only).
 
 * :class:`PhotometricDistortion`: random brightness, contrast, saturation and hue, each with

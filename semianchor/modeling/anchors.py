@@ -17,7 +17,9 @@ __all__ = ["SSDAnchorGenerator", "anchor_strides", "build_semianchor_anchor_gene
 
 
 def ssd_sizes(input_size: int, fractions: Sequence[float], last_max: float = 1.05):
-    """SSD300-COCO style min/max box sizes scaled to ``input_size`` (SAD_PADET.md P3, INFERRED):
+    """SSD300-COCO style min/max box sizes scaled to ``input_size`` (PADet gives no sizes, only
+    "follow the settings in SSD", Sec. 3; COCO is its data set and SSD's COCO models use these
+    fractions; choice P3 in projects/PADet/DESIGN.md):
     min_k = input * fraction_k, max_k = min_{k+1}, the last max = ``last_max`` * input."""
     mins = [input_size * f for f in fractions]
     maxs = mins[1:] + [input_size * last_max]

@@ -500,9 +500,9 @@ def test_memory_is_independent_of_m_times_r():
 
 
 # ---------------------------------------------------------------------------------------------
-# the assigners that use the ops: same results as their former dense bodies
+# the assigners that use the ops: same results as the dense formulation
 def _dense_max_iou_assigner(inputs, matcher):
-    """MaxIoUAssigner.assign before issue 17: per image pairwise_iou + Matcher."""
+    """The dense formulation of MaxIoUAssigner.assign: per image pairwise_iou + Matcher."""
     N, R = inputs.num_images, inputs.num_anchors
     matched = torch.full((N, R), -1, dtype=torch.int64)
     ious = torch.zeros((N, R))

@@ -424,7 +424,7 @@ def test_anchor_based_variant_trains(lazy_model):
     assert all(torch.isfinite(v) for v in losses.values())
 
 
-# ---------------------------------------------------------------- issue #16: a dead ltrb channel
+# ---------------------------------------------------------------- a dead ltrb channel
 def test_relu_straight_through_is_relu_forward_identity_backward():
     from semianchor.modeling.heads.dense_head import relu_straight_through
 
@@ -437,9 +437,9 @@ def test_relu_straight_through_is_relu_forward_identity_backward():
 
 def _train_with_dead_bottom_channel(lazy_model, activation, steps=8):
     """A tiny DLA whose bottom distance (ltrb channel 3) is negative before the ReLU at every
-    location, as the quickstart model of issue #16's failing seed is born; ``steps`` SGD steps on
-    one fixed batch. Returns per step (loss_dla_box, channel 3's bias gradient, share of the
-    positives' bottom distances at 0)."""
+    location, as the quickstart model's failing seed is born (benchmarks/DLA_COLLAPSE.md);
+    ``steps`` SGD steps on one fixed batch. Returns per step (loss_dla_box, channel 3's bias
+    gradient, share of the positives' bottom distances at 0)."""
     model = tiny_dla(lazy_model, fixed_alpha=1.0, loss_normalizer_momentum=0.0)
     model.head.regression_activation = activation
     with torch.no_grad():  # pre-activation -0.05 everywhere: born dead (zero weights, bias < 0)
@@ -463,8 +463,8 @@ def _train_with_dead_bottom_channel(lazy_model, activation, steps=8):
 
 
 def test_dead_ltrb_channel_never_learns_under_relu_and_revives_straight_through(lazy_model):
-    """Issue #16's mechanism. Plain ReLU (the paper configs): the dead channel gets exactly zero
-    gradient at every step, so every positive's box keeps its bottom side at the location's
+    """The dead-channel mechanism. Plain ReLU (the paper configs): the dead channel gets exactly
+    zero gradient at every step, so every positive's box keeps its bottom side at the location's
     centre for good. Straight-through (the quickstart's fix): same first forward pass (same
     losses), a gradient that raises the channel (negative bias gradient: SGD adds), and the
     positives' bottom distances leave 0."""
@@ -478,7 +478,7 @@ def test_dead_ltrb_channel_never_learns_under_relu_and_revives_straight_through(
 
 
 def test_quickstart_configs_use_the_fix_and_the_paper_config_the_plain_relu(lazy_model, yacs_model):
-    """Issue #16: the from-scratch quickstart DLA (LazyConfig and its yacs twin) passes the
+    """The from-scratch quickstart DLA (LazyConfig and its yacs twin) passes the
     gradient below zero; the COCO paper config keeps the plain ReLU (same forward values). DLA's
     classification loss is never re-weighted by m (the box weighting does not reach it)."""
     from detectron2.config import LazyConfig

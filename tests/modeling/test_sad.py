@@ -109,7 +109,7 @@ def test_eq3_hand_values():
         )
 
     assert value(0.6, 0.6, True) == pytest.approx(0.0, abs=1e-7)  # 0 at p = mu_hat
-    # the spec's check: at mu_hat 0.6, p 0.999 Eq. 3 gives 0.00002 (the QFL form 0.198)
+    # at mu_hat 0.6, p 0.999 Eq. 3 gives 0.00002 (the QFL form 0.198)
     assert value(0.999, 0.6, True) == pytest.approx(
         0.25 * 0.399**2 * 0.6 * -math.log(0.999), rel=1e-4
     )

@@ -1,10 +1,11 @@
 """Any COCO-format detection dataset, given on the command line: no code needed.
 
-Set the files (and the model's class count) as overrides, e.g.::
+Set the files as overrides (the configs that use this file set ``model.num_classes = None``: the
+class count is read from the training json's categories; a number given is kept, and is an error
+when smaller than the json's count), e.g.::
 
     python tools/lazyconfig_train_net.py \
         --config-file configs/quickstart/retinanet_R18_coco_json.py \
-        model.num_classes=3 \
         dataloader.train.dataset.json_file=/data/bccd/annotations/train.json \
         dataloader.train.dataset.image_root=/data/bccd/images \
         dataloader.test.dataset.json_file=/data/bccd/annotations/val.json \

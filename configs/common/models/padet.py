@@ -1,4 +1,5 @@
-"""PADet, VGG-16 at 384 x 384 (Tang et al. 2019; the network is a reconstruction: projects/PADet).
+"""PADet, VGG-16 at 384 x 384 (Tang et al. 2019; the network is a reconstruction,
+projects/PADet/DESIGN.md).
 
 SSD VGG-16 encoder (conv4_3, fc7, 3 extra blocks) + U-Net decoder (256 channels, D1-D6 at
 48, 24, 12, 6, 3, 1), SSD priors (6 per location on D1-D4, 4 on D5-D6: 18,400 anchors; sizes

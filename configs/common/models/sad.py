@@ -1,5 +1,5 @@
 """Semi-Anchored Detector (Chen, Qian, Li 2020), the paper's R-50-FPN setting (our choices
-S1-S12: projects/SAD/README.md).
+S1-S16: projects/SAD/DESIGN.md).
 
 RetinaNet's backbone with the FCOS improvements the paper adopts (P6/P7 from P5, GN in the head
 towers), A = 5 scales x 5 ratios = 25 anchors per location: base size 4 x stride (32-512 on

@@ -1,16 +1,18 @@
 """PADet's encoder-decoder backbone (Tang et al., "PosNeg-Balanced Anchors with Aligned Features for
-Single-Shot Object Detection", Sec. 3; SAD_PADET.md 2.1, P1, P2).
+Single-Shot Object Detection", Sec. 3).
 
-The paper text that defines the encoder layers E1..E5 and the skip block is missing; what is
-INFERRED from SSD/DSSD conventions is marked so. Shape legend: N images, C channels, D_i levels.
+The paper text that defines the encoder layers E1..E5 and the skip block is missing from the
+available copy; what is inferred from SSD/DSSD conventions is marked "inferred" and listed
+with its reason in projects/PADet/DESIGN.md (choices P1, P2). Shape legend: N images, C
+channels, D_i levels.
 
 * Encoders: :class:`VGG16Encoder` (SSD's VGG-16: E1 = conv4_3 at stride 8, E2 = fc7 at stride
-  16 after SSD's pool5 3x3/s1 and dilated fc6, then extra blocks [1x1, 3x3 stride 2]; INFERRED),
-  or :class:`ResNetEncoder` (E1..E3 = Detectron2's C3..C5, then extra blocks; INFERRED). A
+  16 after SSD's pool5 3x3/s1 and dilated fc6, then extra blocks [1x1, 3x3 stride 2]; inferred),
+  or :class:`ResNetEncoder` (E1..E3 = Detectron2's C3..C5, then extra blocks; inferred). A
   ``width`` multiplier (and the R-18 encoder) keep CPU quickstarts in minutes.
 * Decoder (paper): D_last = CBR3(lateral(E_last)); D_i = CBR3(CBR1(bilinear_up(D_{i+1})) +
   lateral(E_i)) with 256 channels; "an extra D6 ... by directly down-sampling the D5": a 3x3
-  max-pool with stride 2 (INFERRED, P1). Lateral ("skip-connection") block: CBR3 (INFERRED, P1).
+  max-pool with stride 2 (inferred, P1). Lateral ("skip-connection") block: CBR3 (inferred, P1).
   CBRx-y = conv x*x with y outputs + BN + ReLU.
 * Layouts: 384 px -> 48, 24, 12, 6, 3, 1 (strides 8 ... 384; 18,400 SSD anchors); 512 px needs
   one more extra block (64, 32, 16, 8, 4, 2, 1; P2): ``num_extra`` blocks after the trunk.
@@ -40,7 +42,7 @@ def cbr(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, 
 
 
 def _extra_blocks(in_channels: int, num: int, width: float) -> nn.ModuleList:
-    """SSD's extra layers: [1x1 c/2, 3x3 c stride 2] (256 -> 512 for VGG); INFERRED."""
+    """SSD's extra layers: [1x1 c/2, 3x3 c stride 2] (256 -> 512 for VGG); inferred (P1)."""
     blocks, c_in = nn.ModuleList(), in_channels
     mid, out = max(int(256 * width), 8), max(int(512 * width), 8)
     for _ in range(num):
@@ -96,7 +98,7 @@ class VGG16Encoder(nn.Module):
 
 class ResNetEncoder(nn.Module):
     """Detectron2's ResNet (``depth`` 18..152) C3, C4, C5 plus ``num_extra`` extra blocks
-    (INFERRED): strides 8, 16, 32, 64, ...
+    (inferred, P1): strides 8, 16, 32, 64, ...
 
     Args:
         depth: ResNet depth. num_extra: extra [1x1, 3x3 stride 2] blocks after C5 (2 at 384 px,
@@ -154,7 +156,7 @@ class EncoderDecoder(Backbone):
         self.laterals = nn.ModuleList(cbr(c, channels, 3) for c in encoder.out_channels)
         self.top_down = nn.ModuleList(cbr(channels, channels, 1) for _ in encoder.out_channels[:-1])
         self.smooth = nn.ModuleList(cbr(channels, channels, 3) for _ in encoder.out_channels)
-        self.extra_down = nn.MaxPool2d(3, 2)  # D_{L+1}: 3 -> 1 at 384 px, 2 -> 1 at 512 (INFERRED)
+        self.extra_down = nn.MaxPool2d(3, 2)  # D_{L+1}: 3 -> 1 at 384, 2 -> 1 at 512 (P1)
         self.channels = channels
         strides = list(encoder.strides)
         self._strides = strides + [strides[-1] * 2]

@@ -38,9 +38,10 @@ def relu_straight_through(x: torch.Tensor) -> torch.Tensor:
     pre-activation is negative at every location (it can be born so: the last conv of a
     zero-mean init over non-negative tower features is dominated by the sum of its weights)
     never receives a box-loss gradient and stays 0 for the whole training, every box cut at its
-    location's centre on that side (issue #16, ``projects/DLA/README.md``). Only positives get a
-    box loss, and a positive's centre lies inside its GT, so every target distance is > 0 and the
-    loss's gradient at a distance clamped to 0 points up: passing it through revives the channel.
+    location's centre on that side (``benchmarks/DLA_COLLAPSE.md``, ``projects/DLA/DESIGN.md``).
+    Only positives get a box loss, and a positive's centre lies inside its GT, so every target
+    distance is > 0 and the loss's gradient at a distance clamped to 0 points up: passing it
+    through revives the channel.
     """
     return x + (x.clamp(min=0) - x).detach()
 

@@ -1,7 +1,8 @@
-"""PADet's head (Tang et al. 2019, Sec. 3; SAD_PADET.md 2.1, P4, P5): per decoded level, the anchor
-promotion module (APM: a positive logit and 4 coarse deltas per anchor) and the detection head
-(CBR3-256, the feature alignment module, then sibling softmax-classification and regression
-convs). Levels differ in A_l (6 and 4), so every predictor is per level (SSD-style, unshared).
+"""PADet's head (Tang et al. 2019, Sec. 3.2-3.3; choices P4, P5 in projects/PADet/DESIGN.md):
+per decoded level, the anchor promotion module (APM: a positive logit and 4 coarse deltas per
+anchor) and the detection head (CBR3-256, the feature alignment module, then sibling
+softmax-classification and regression convs). Levels differ in A_l (6 and 4), so every
+predictor is per level (SSD-style, unshared).
 
 Feature alignment (FAM): a 3x3 deformable conv (:func:`semianchor.layers.deform_conv2d`, DCNv1 with
 torchvision's offset layout: per tap k = 3i + j, channel 2k = dy, 2k + 1 = dx, in feature pixels;
@@ -17,7 +18,8 @@ X_l = the (dx, dy) deltas (2A channels), X_s = the (dw, dh) deltas (2A channels)
     concat        offsets = H([X_l; X_s]) (18 channels)
     disentangled  offsets = F(X_l) broadcast + G(X_s) (the paper's (c), default)
 
-F, G, H are 1x1 convs, zero-initialised so every FAM starts as the plain conv (INFERRED, P4).
+F, G, H are 1x1 convs, zero-initialised so every FAM starts as the plain conv (inferred, P4:
+the paper's Fig. 3, which would define them, is missing from the available copy).
 FAM is applied on the first ``fam_levels`` levels only ("not to the last 2 layers").
 
 Table 2's rows drop APM branches: ``apm_scoring=False`` removes the anchor scoring branch

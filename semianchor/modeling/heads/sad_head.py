@@ -17,9 +17,10 @@ __all__ = ["SADHead"]
 
 class SADHead(DenseHead):
     """:class:`DenseHead` with ``cls_per_location`` and, when ``anchor_classification`` is on,
-    the AC branch: one 3x3 conv on the regression tower with A outputs per location (spec S12:
-    "the anchor classification head shares features with the regression head"), normal(0.01)
-    weights and the focal prior ``prior_prob`` as bias (spec S10). The paper mentions neither
+    the AC branch: one 3x3 conv on the regression tower with A outputs per location (choice S12
+    in projects/SAD/DESIGN.md; the paper: "the anchor classification head shares features with
+    the regression head"), normal(0.01)
+    weights and the focal prior ``prior_prob`` as bias (choice S10). The paper mentions neither
     centerness nor a per-level scale: both off by default.
 
     Outputs per level: ``cls`` (N, K, H, W) per location, ``reg`` (N, 4A, H, W),

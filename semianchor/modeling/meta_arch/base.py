@@ -1,6 +1,6 @@
 """The shared dense-detector base: anchors -> LabelAssigner -> losses; per-level top-k inference.
 
-A method overrides only what differs (habit 1 of STYLE.md). The pieces, each a method with
+A method overrides only what differs. The pieces, each a method with
 today's common behaviour as its default:
 
 * the head's declaration (``head.outputs``: per output its width and whether it is predicted per

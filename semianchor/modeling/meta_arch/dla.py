@@ -120,7 +120,7 @@ class DLA(DLAAlphaSchedule, AssignmentDetector):
 
     # ------------------------------------------------------------------ diagnostics
     def log_assignment(self, inputs, result) -> None:
-        """The base's positive counts, plus what the assignment and the box loss see (issue #16),
+        """The base's positive counts, plus what the assignment and the box loss see,
         logged every step under ``dla/`` (cheap: positives only, plus one comparison over the
         regression outputs):
 
@@ -132,7 +132,8 @@ class DLA(DLAAlphaSchedule, AssignmentDetector):
           the ReLU: no gradient under a plain ReLU), ``dla/pos_ltrb_all_zero`` (share of positives
           with all 4 at 0: a point box), ``dla/ltrb_zero`` (over every location) and per side
           ``dla/ltrb_<side>_zero`` / ``dla/pos_ltrb_<side>_zero`` (side l, t, r, b): a side at 1.0
-          over every location for good is issue #16's dead channel;
+          over every location for good is a dead channel (``regression_activation``,
+          projects/DLA/DESIGN.md);
         * ``dla/pos_level_<l>``: share of the positives on pyramid level l (0 = P3).
         """
         super().log_assignment(inputs, result)

@@ -13,8 +13,8 @@ Which negatives train and what N_apm / N_det are is ``loss_mode``:
     "ohem" (default): per image the ``neg_pos_ratio`` (detection) / ``apm_neg_pos_ratio`` (APM)
         x P negatives of highest loss (3, the DSSD/RefineDet default; after the theta rule);
         N_apm / N_det are EMAs of the positive counts (momentum ``loss_normalizer_momentum``).
-        The paper names no mining: this is our choice, kept as the default until the BCCD
-        comparison of the two modes is recorded (projects/PADet/README.md).
+        The paper names no mining: this is our choice (P6, projects/PADet/DESIGN.md), kept as
+        the default because the paper's loss trains worse on BCCD (projects/PADet/README.md).
     "paper": Sec. 3.1 / 3.3 literally: "we keep the positives and the remaining hard negatives
         to train the detection module": every positive and every negative that survives the IoU
         band and theta trains the detection module, every positive and negative of the initial
