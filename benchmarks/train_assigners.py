@@ -118,6 +118,35 @@ def final_metrics(output_dir):
     return metrics, last.get("iteration")
 
 
+# the methods' own training statistics (the scalars their detectors log, e.g. SAD's IoU after
+# regression, PADet's promotion counts and FAM offsets), kept in the record
+_METHOD_SCALAR_PREFIXES = ("atss/", "dla/", "noisy/", "sad/", "padet/")
+
+
+def training_scalars(output_dir):
+    """The methods' logged scalars of a run (``metrics.json``: each row holds the median of a
+    logging window): per scalar, the last logged value and the mean over the rows of the second
+    half of training."""
+    rows = []
+    with open(os.path.join(output_dir, "metrics.json")) as f:
+        for line in f:
+            rec = json.loads(line)
+            if "iteration" in rec and "bbox/AP" not in rec:
+                rows.append(rec)
+    if not rows:
+        return {}
+    half = rows[-1]["iteration"] / 2
+    out = {}
+    for key in sorted({k for r in rows for k in r if k.startswith(_METHOD_SCALAR_PREFIXES)}):
+        values = [(r["iteration"], r[key]) for r in rows if key in r]
+        late = [v for it, v in values if it >= half]
+        out[key] = {
+            "last": round(values[-1][1], 6),
+            "mean_second_half": round(sum(late) / len(late), 6) if late else None,
+        }
+    return out
+
+
 _DATA_KEYS = ("json_file", "image_root")
 
 
@@ -214,6 +243,7 @@ def run_one(args, method):
         "iterations": iteration,
         "wall_seconds": round(wall, 1),
         "metrics": metrics,
+        "training_scalars": training_scalars(output_dir),
         "machine": f"{platform.machine()} {os.cpu_count()} cpus",
         "date": time.strftime("%Y-%m-%d"),
     }
@@ -242,6 +272,7 @@ def write_table(results_dir=RESULTS, output_dir=os.path.join("output", "bench"),
             out = os.path.join(REPO, output_dir, r["dataset"], r["method"])
             if os.path.exists(os.path.join(out, "metrics.json")):  # the run itself is the source
                 r["metrics"], _ = final_metrics(out)
+                r["training_scalars"] = training_scalars(out)
             r["command"] = portable_command(r["command"], r["dataset"])
             if r != before:
                 with open(path, "w") as f:
