@@ -487,7 +487,7 @@ def test_report_and_tools_draw_one_assignment_picture(tmp_path, monkeypatch):
 
     _import_tool("analyze_assignment").main(
         ["--config-file", QUICKSTART_ATSS, "--assigners", "maxiou_strict"]
-        + ["--dataset", "semianchor_shapes_tiny", "--max-images", "2", "--no-progress"]
+        + ["--dataset", "semianchor_shapes_tiny", "--max-images", "3", "--no-progress"]
         + ["--output", str(tmp_path / "analysis")]
     )
     examples = sorted(glob.glob(str(tmp_path / "analysis" / "examples" / "*.jpg")))

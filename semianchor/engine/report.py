@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from ..visualization import draw_assignment, draw_predictions, input_image_rgb, plot_loss_curve
-from .assignment import compute_assignment
+from .assignment import assignment_kind, compute_assignment
 
 logger = logging.getLogger(__name__)
 
@@ -172,10 +172,11 @@ def write_report(
     assign_mapper = DatasetMapper(is_train=True, augmentations=test_augs, image_format=image_format)
     mapped = assign_mapper(dict(train_records[0]))
     try:
-        (assignment,) = compute_assignment(model, [mapped])
-    except TypeError as e:  # a model without a semianchor assigner: no picture, say why
+        assignment_kind(model)
+    except TypeError as e:  # a model without an assignment step: no picture, say why
         logger.warning(f"No assignment picture: {e}")
     else:
+        (assignment,) = compute_assignment(model, [mapped])
         image = input_image_rgb(mapped, image_format)
         train_classes = list(
             MetadataCatalog.get(train_name).get("thing_classes", None) or class_names
