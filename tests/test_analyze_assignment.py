@@ -99,6 +99,38 @@ def test_hand_case_counts_equal_the_assigner(low_quality):
     assert len(stats.examples) == (0 if low_quality else 1)
 
 
+def test_examples_are_drawn_from_the_assignment_counted(tmp_path):
+    """write_examples draws each kept image from its model's assignment step again (the
+    assignment picture) and refuses a picture that differs from what was counted."""
+    from semianchor.analysis import AssignmentStats, write_examples
+
+    counted, _ = _hand_assignment(False)  # GT 1 gets no positive
+    stats = AssignmentStats("maxiou", num_classes=2)
+    stats.update(counted, [0], ["hand.jpg"])
+
+    class Replay:  # an AnalysisModel whose assignment step returns a fixed assignment
+        def __init__(self, assignment):
+            self.assignment, self.calls = assignment, 0
+
+        def assign(self, batched_inputs, iteration=0):
+            self.calls += 1
+            return self.assignment
+
+    class Mapper:
+        image_format = "RGB"
+
+        def __call__(self, record):
+            return {"image": torch.full((3, 32, 32), 128, dtype=torch.uint8)}
+
+    model = Replay(counted)
+    written = write_examples([model], [stats], [{}], Mapper(), str(tmp_path), ["a", "b"])
+    assert model.calls == 1 and written == {"maxiou": ["examples/maxiou_hand.jpg"]}
+    assert (tmp_path / "examples" / "maxiou_hand.jpg").stat().st_size > 0
+    other, _ = _hand_assignment(True)  # the low-quality rule gives GT 1 a positive
+    with pytest.raises(RuntimeError, match="hand.jpg .* differs from the one counted"):
+        write_examples([Replay(other)], [stats], [{}], Mapper(), str(tmp_path))
+
+
 def test_rows_folded_over_many_images_keep_every_gt(monkeypatch):
     """Over more images than the folding period, the per-GT table is every image's rows in
     order (the folding into single arrays keeps memory flat, and loses nothing)."""

@@ -125,7 +125,7 @@ def test_compute_assignment_matches_atss_rule():
     from detectron2.data import DatasetMapper
 
     from semianchor.data import load_shapes
-    from semianchor.engine.report import compute_assignment
+    from semianchor.engine.assignment import compute_assignment
 
     cfg = LazyConfig.load(QUICKSTART_ATSS)
     torch.manual_seed(0)
@@ -169,7 +169,7 @@ def _assign_two_tiny_images(config):
     from detectron2.data import DatasetMapper
 
     from semianchor.data import load_shapes
-    from semianchor.engine.report import compute_assignment
+    from semianchor.engine.assignment import compute_assignment
 
     cfg = LazyConfig.load(os.path.join(REPO, "configs", config))
     torch.manual_seed(0)
@@ -205,7 +205,7 @@ def test_compute_assignment_is_the_training_assignment():
     from detectron2.data import DatasetMapper
 
     from semianchor.data import load_shapes
-    from semianchor.engine.report import compute_assignment
+    from semianchor.engine.assignment import compute_assignment
 
     cfg = LazyConfig.load(QUICKSTART_ATSS)
     torch.manual_seed(0)
@@ -239,7 +239,7 @@ def test_compute_assignment_noisy_anchor_rpn():
     class): its top-N positives, matched to real GTs."""
     from detectron2.config import LazyConfig, instantiate
 
-    from semianchor.engine.report import compute_assignment
+    from semianchor.engine.assignment import compute_assignment
 
     from .modeling.conftest import make_batch, shrink_lazy_rcnn
     from .modeling.test_noisy_anchor import LAZY_RCNN
@@ -258,7 +258,7 @@ def test_compute_assignment_noisy_anchor_rpn():
 
 
 def test_compute_assignment_needs_an_assigner():
-    from semianchor.engine.report import compute_assignment
+    from semianchor.engine.assignment import compute_assignment
 
     class NoAssigner(torch.nn.Module):
         """A model with neither a semianchor assigner nor Detectron2's label_anchors."""
@@ -349,7 +349,8 @@ def test_visualize_assignment_every_quickstart_config(path, tmp_path, capsys):
 
 
 def test_draw_assignment_rejects_bad_indices(tmp_path):
-    from semianchor.engine.report import ImageAssignment, draw_assignment
+    from semianchor.engine.assignment import ImageAssignment
+    from semianchor.visualization import draw_assignment
 
     a = ImageAssignment(
         gt_boxes=np.array([[10, 10, 50, 50]], np.float32),
@@ -369,7 +370,7 @@ def test_draw_assignment_rejects_bad_indices(tmp_path):
 
 
 def test_loss_curve_errors(tmp_path):
-    from semianchor.engine.report import plot_loss_curve
+    from semianchor.visualization import plot_loss_curve
 
     with pytest.raises(FileNotFoundError, match="metrics.json"):
         plot_loss_curve(str(tmp_path / "metrics.json"), str(tmp_path / "loss.png"))
@@ -387,7 +388,7 @@ def _assignment_of(config, n_images=2):
     from detectron2.data import DatasetMapper
 
     from semianchor.data import load_shapes
-    from semianchor.engine.report import compute_assignment
+    from semianchor.engine.assignment import compute_assignment
 
     cfg = LazyConfig.load(os.path.join(REPO, "configs", "quickstart", config))
     torch.manual_seed(0)
@@ -401,7 +402,7 @@ def test_compute_assignment_sad_locations_and_ac_targets(tmp_path):
     """SAD's picture data: positive locations matched to real GTs, each with its A anchors
     (sharing the location's centre); mu_hat in [0, 1], 0 exactly where y_hat = 0, and 1 for the
     best anchor of every location that has a y_hat = 1 anchor (Eq. 2)."""
-    from semianchor.engine.report import draw_assignment
+    from semianchor.visualization import draw_assignment
 
     records, results, model = _assignment_of("sad_R18_shapes.py")
     A = model.anchor_generator.num_cell_anchors[0]
@@ -435,7 +436,7 @@ def test_compute_assignment_sad_locations_and_ac_targets(tmp_path):
 def test_compute_assignment_padet_initial_vs_promoted(tmp_path):
     """PADet's two stages: the initial matching on the SSD anchors and the final one on the
     promoted anchors (the initial anchors moved by the APM's deltas), each with its positives."""
-    from semianchor.engine.report import draw_assignment
+    from semianchor.visualization import draw_assignment
 
     records, results, model = _assignment_of("padet_R18_shapes.py")
     for record, a in zip(records, results):
@@ -453,3 +454,55 @@ def test_compute_assignment_padet_initial_vs_promoted(tmp_path):
     results[0].earlier_stages = []
     one = draw_assignment(image, results[0], [], str(tmp_path / "one.png"), title="PADet")
     assert _png_size(two)[0] > 1.8 * _png_size(one)[0]
+
+
+def _import_tool(name):
+    sys.path.insert(0, os.path.join(REPO, "tools"))
+    try:
+        return __import__(name)
+    finally:
+        sys.path.pop(0)
+
+
+def test_report_and_tools_draw_one_assignment_picture(tmp_path, monkeypatch):
+    """The training report, tools/visualize_assignment.py and the example images of
+    tools/analyze_assignment.py are all drawn by ``semianchor.visualization.draw_assignment``: a
+    spy on the figures it saves sees each of their assignment pictures and none of the others."""
+    from detectron2.config import LazyConfig, instantiate
+
+    import semianchor.visualization.assignment as picture
+    from semianchor.engine.report import write_report
+
+    saved, save = [], picture.save_figure
+    monkeypatch.setattr(
+        picture, "save_figure", lambda fig, path: saved.append(path) or save(fig, path)
+    )
+
+    tiny = ["dataloader.train.dataset.names=semianchor_shapes_tiny"]
+    drawn = _import_tool("visualize_assignment").main(
+        ["--config-file", QUICKSTART_ATSS, "--output", str(tmp_path / "vis"), "--num-images", "1"]
+        + tiny
+    )
+    assert len(drawn) == 1 and drawn[0] in saved
+
+    _import_tool("analyze_assignment").main(
+        ["--config-file", QUICKSTART_ATSS, "--assigners", "maxiou_strict"]
+        + ["--dataset", "semianchor_shapes_tiny", "--max-images", "3", "--no-progress"]
+        + ["--output", str(tmp_path / "analysis")]
+    )
+    examples = sorted(glob.glob(str(tmp_path / "analysis" / "examples" / "*.jpg")))
+    assert examples and all(os.path.abspath(p) in map(os.path.abspath, saved) for p in examples)
+    assert not any(p.endswith("positives_vs_size.png") for p in saved)  # the spy is specific
+
+    cfg = LazyConfig.apply_overrides(
+        LazyConfig.load(QUICKSTART_ATSS),
+        TINY_OVERRIDES + [f"train.output_dir={tmp_path / 'run'}"],
+    )
+    os.makedirs(cfg.train.output_dir)
+    with open(os.path.join(cfg.train.output_dir, "metrics.json"), "w") as f:
+        for it in range(2):
+            f.write(json.dumps({"iteration": it, "total_loss": 1.0, "loss_cls": 0.5}) + "\n")
+    torch.manual_seed(0)
+    written = write_report(cfg, instantiate(cfg.model), num_images=1, print_summary=False)
+    assert written["assignment"] in saved
+    assert written["loss"] not in saved and written["predictions"][0] not in saved

@@ -35,7 +35,6 @@ import os  # noqa: E402
 import shlex  # noqa: E402
 import sys  # noqa: E402
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -52,8 +51,8 @@ from semianchor.analysis import (  # noqa: E402
     summary_lines,
     training_scale_mapper,
     write_analysis,
+    write_examples,
 )
-from semianchor.analysis.report import draw_zero_positive_example  # noqa: E402
 from semianchor.analysis.run import projection  # noqa: E402
 from semianchor.data import get_checked_dataset_dicts, get_coco_json_dicts  # noqa: E402
 from semianchor.engine.classes import resolve_num_classes  # noqa: E402
@@ -182,26 +181,10 @@ def main(argv=None):
         progress=not args.no_progress,
     )
 
-    # example images of GTs without a positive
-    os.makedirs(args.output, exist_ok=True)
-    examples = {}
-    for s in stats:
-        for ex in sorted(s.examples, reverse=True):
-            mapped = mapper(dict(records[ex.image_index]))
-            image = mapped["image"].permute(1, 2, 0).numpy().astype(np.uint8)
-            if mapper.image_format == "BGR":
-                image = image[:, :, ::-1]
-            stem = os.path.splitext(os.path.basename(ex.file_name))[0]
-            safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in s.name)
-            rel = f"examples/{safe}_{stem}.jpg"
-            draw_zero_positive_example(
-                np.ascontiguousarray(image),
-                ex,
-                f"{s.name}: {int(ex.zero.sum())} of {len(ex.zero)} GTs without a positive (red)"
-                f"\n{os.path.basename(ex.file_name)} ({image.shape[1]}x{image.shape[0]} input)",
-                os.path.join(args.output, rel),
-            )
-            examples.setdefault(s.name, []).append(rel)
+    # example images of GTs without a positive, drawn as the assignment picture
+    examples = write_examples(
+        models, stats, records, mapper, args.output, class_names, iteration=iteration
+    )
 
     wall = time.perf_counter() - start
     n = counters["images"]

@@ -9,11 +9,11 @@ For each training image (test-time resize, no flip) it runs the model's backbone
 prediction-aware assigners such as DLA or cleanliness see real predictions; random ones without
 --weights) and its public assignment step (``model.assign``, the step training takes before its
 losses), then writes a PNG drawn like the papers' figures
-(``semianchor.engine.report.draw_assignment``): GT boxes, the centres of their positive anchors
-as dots in the GT's colour, a title naming the method and a legend with the counts;
-small images are upscaled. Detectron2's own RetinaNet and FCOS (our baselines) are drawn from
-their ``label_anchors``. ``--show-anchor-boxes`` also draws the positive anchors' boxes. It
-prints the positives per GT and per level.
+(``semianchor.visualization.draw_assignment``, the training report's picture): GT boxes, the
+centres of their positive anchors as dots in the GT's colour, a title naming the method and a
+legend with the counts; small images are upscaled. Detectron2's own RetinaNet and FCOS (our
+baselines) are drawn from their ``label_anchors``. ``--show-anchor-boxes`` also draws the positive
+anchors' boxes. It prints the positives per GT and per level.
 
 PADet (a staged assigner) is drawn as two panels, the positives of the initial anchors (the
 APM's matching) beside those of the promoted anchors (the detection module's). SAD gets a
@@ -37,8 +37,9 @@ from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
 from detectron2.config import LazyConfig, instantiate  # noqa: E402
 from detectron2.data import DatasetMapper, MetadataCatalog  # noqa: E402
 
+from semianchor.engine.assignment import compute_assignment  # noqa: E402
 from semianchor.engine.classes import resolve_num_classes  # noqa: E402
-from semianchor.engine.report import compute_assignment, draw_assignment  # noqa: E402
+from semianchor.visualization import draw_assignment, input_image_rgb  # noqa: E402
 
 
 def main(argv=None):
@@ -78,12 +79,9 @@ def main(argv=None):
     for d in records[: args.num_images]:
         inputs = mapper(dict(d))
         (assignment,) = compute_assignment(model, [inputs])
-        image = inputs["image"].permute(1, 2, 0).numpy().astype(np.uint8)
-        if image_format == "BGR":
-            image = image[:, :, ::-1]
         stem = os.path.splitext(os.path.basename(d["file_name"]))[0]
         out = draw_assignment(
-            np.ascontiguousarray(image),
+            input_image_rgb(inputs, image_format),
             assignment,
             class_names,
             os.path.join(args.output, f"{stem}.png"),

@@ -11,7 +11,9 @@ or more assigners on the same images and writes under ``output_dir``:
   ``iou_of_positives.png`` (histograms before / after regression), ``soft_targets.png`` (when an
   assigner gives soft targets or weights).
 
-Everything is drawn with matplotlib's Agg canvas (no display).
+:func:`write_examples` draws images with GTs that got no positive as the assignment picture
+(:func:`semianchor.visualization.draw_assignment`). Everything is drawn with matplotlib's Agg
+canvas (no display).
 """
 
 import csv
@@ -21,6 +23,7 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
+from ..visualization.canvas import new_figure, save_figure
 from .assignment import (
     FINE_SIZE_EDGES,
     IOU_BINS,
@@ -30,9 +33,8 @@ from .assignment import (
     size_bin_labels,
 )
 
-__all__ = ["draw_zero_positive_example", "format_value", "summary_lines", "write_analysis"]
+__all__ = ["format_value", "summary_lines", "write_analysis", "write_examples"]
 
-_DPI = 100
 # the overall table's columns in the markdown (all of them go to the CSV)
 _OVERALL_MD = (
     "assigner",
@@ -87,20 +89,9 @@ def _write_csv(path: str, rows: List[Dict]) -> str:
     return path
 
 
-def _figure(width_px: float, height_px: float):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width_px / _DPI, height_px / _DPI), dpi=_DPI)
-    FigureCanvasAgg(fig)
-    return fig
-
-
 def _save(fig, path: str) -> str:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=_DPI)
-    return path
+    return save_figure(fig, path)
 
 
 _STYLES = [(m, ls) for ls in ("-", "--", ":") for m in ("o", "s", "^", "D", "v", "x")]
@@ -119,7 +110,7 @@ def plot_positives_vs_size(stats: Sequence[AssignmentStats], path: str) -> str:
     bins = [k for k, o in enumerate(occupied) if o] or [0]
     bins = list(range(bins[0], bins[-1] + 1))
     x = np.arange(len(bins))
-    fig = _figure(1200, 480)
+    fig = new_figure(1200, 480)
     left, right = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
     for j, (s, gt) in enumerate(zip(stats, tables)):
         means, zeros = [], []
@@ -147,7 +138,7 @@ def plot_positives_vs_size(stats: Sequence[AssignmentStats], path: str) -> str:
 
 def plot_level_shares(stats: Sequence[AssignmentStats], path: str) -> str:
     """Share of the positives on each pyramid level, grouped bars per assigner."""
-    fig = _figure(900, 420)
+    fig = new_figure(900, 420)
     ax = fig.add_subplot(1, 1, 1)
     n = max(len(stats), 1)
     width = 0.8 / n
@@ -174,7 +165,7 @@ def plot_iou_histograms(stats: Sequence[AssignmentStats], path: str) -> str:
     """IoU of positive anchors with their GT (density), before and, where the head ran, after
     regression."""
     after = [s for s in stats if s.reg_iou_hist.sum()]
-    fig = _figure(1200 if after else 700, 420)
+    fig = new_figure(1200 if after else 700, 420)
     centres = (np.arange(IOU_BINS) + 0.5) / IOU_BINS
     panels = [("anchor (before regression)", "pos_iou_hist", stats)]
     if after:
@@ -195,7 +186,7 @@ def plot_iou_histograms(stats: Sequence[AssignmentStats], path: str) -> str:
 def plot_value_histograms(stats: Sequence[AssignmentStats], path: str) -> str:
     """Histograms of the soft targets / weights the assigners give positives (one panel each)."""
     names = sorted({n for s in stats for n in s.value_hist})
-    fig = _figure(max(420 * len(names), 500), 400)
+    fig = new_figure(max(420 * len(names), 500), 400)
     for k, name in enumerate(names):
         ax = fig.add_subplot(1, len(names), k + 1)
         top = VALUE_RANGE[name]
@@ -211,32 +202,56 @@ def plot_value_histograms(stats: Sequence[AssignmentStats], path: str) -> str:
     return _save(fig, path)
 
 
-def draw_zero_positive_example(image_rgb: np.ndarray, example, title: str, path: str) -> str:
-    """The input image with its GTs: green with positives, red (thick) without (``path``: .png,
-    or .jpg for a smaller file)."""
-    from matplotlib.patches import Rectangle
+def write_examples(
+    models: Sequence,
+    stats: Sequence[AssignmentStats],
+    records: Sequence[Dict],
+    mapper,
+    output_dir: str,
+    class_names: Sequence[str] = (),
+    iteration: int = 0,
+) -> Dict[str, List[str]]:
+    """The example images of GTs without a positive: per assigner, each image it kept
+    (``stats[k].examples``, the most such GTs first) drawn as the assignment picture
+    (:func:`~semianchor.visualization.draw_assignment`: a GT without a positive is dashed)
+    under ``output_dir/examples/`` as .jpg. The image is mapped and assigned again by its
+    :class:`~semianchor.analysis.run.AnalysisModel` (``models[k]``, same ``iteration``).
 
-    h, w = image_rgb.shape[:2]
-    scale = max(1.0, 640 / max(min(h, w), 1))
-    fig = _figure(w * scale, h * scale + 40)
-    ax = fig.add_subplot(1, 1, 1)
-    ax.imshow(image_rgb)
-    for box, zero in zip(example.gt_boxes, example.zero):
-        x0, y0, x1, y1 = (float(v) for v in box)
-        ax.add_patch(
-            Rectangle(
-                (x0, y0),
-                x1 - x0,
-                y1 - y0,
-                fill=False,
-                edgecolor="red" if zero else "lime",
-                linewidth=2.5 if zero else 1.0,
+    Returns, per assigner name, the paths written relative to ``output_dir``.
+
+    Raises:
+        RuntimeError: the assignment drawn differs from the one counted (an assigner that is
+            not deterministic).
+    """
+    from ..engine.assignment import image_assignments
+    from ..visualization import draw_assignment, input_image_rgb
+
+    examples: Dict[str, List[str]] = {}
+    for m, s in zip(models, stats):
+        for ex in sorted(s.examples, reverse=True):
+            mapped = mapper(dict(records[ex.image_index]))
+            (view,) = image_assignments(m.assign([mapped], iteration))
+            zero = np.bincount(view.matched_gt.astype(np.int64), minlength=len(view.gt_boxes)) == 0
+            if view.gt_boxes.shape != ex.gt_boxes.shape or (zero != ex.zero).any():
+                raise RuntimeError(
+                    f"{s.name}: the assignment of {ex.file_name} drawn for the example differs "
+                    "from the one counted (the assigner is not deterministic)"
+                )
+            image = input_image_rgb(mapped, mapper.image_format)
+            stem = os.path.splitext(os.path.basename(ex.file_name))[0]
+            safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in s.name)
+            rel = f"examples/{safe}_{stem}.jpg"
+            draw_assignment(
+                image,
+                view,
+                class_names,
+                os.path.join(output_dir, rel),
+                title=f"{s.name}: {int(ex.zero.sum())} of {len(ex.zero)} GTs without a positive "
+                f"(dashed)\n{os.path.basename(ex.file_name)} "
+                f"({image.shape[1]}x{image.shape[0]} input)",
             )
-        )
-    ax.set_title(title, fontsize=9)
-    ax.set_xticks([])
-    ax.set_yticks([])
-    return _save(fig, path)
+            examples.setdefault(s.name, []).append(rel)
+    return examples
 
 
 def summary_lines(stats: Sequence[AssignmentStats]) -> List[str]:
@@ -326,7 +341,7 @@ def write_analysis(
         if worst:
             md += [""] + _markdown_table(worst) + [""]
         for p in (examples or {}).get(s.name, []):
-            md += [f"![{s.name}: GTs without a positive in red]({p})"]
+            md += [f"![{s.name}: GTs without a positive dashed]({p})"]
         md += [""]
     md += ["## IoU of positives with their GT", "", "![IoU histograms](iou_of_positives.png)"]
     if "soft_targets.png" in written:

@@ -83,6 +83,17 @@ class AnalysisModel:
     seconds: float = 0.0
     feature_shapes: Dict = field(default_factory=dict)
 
+    def assign(self, batched_inputs: List[Dict], iteration: int = 0):
+        """:func:`run_assignment` of the model; a static rule without weights takes the fast path
+        (feature map sizes cached per input size, the head not run)."""
+        fast = self.static and not self.trained
+        return run_assignment(
+            self.model,
+            batched_inputs,
+            iteration=iteration,
+            feature_shapes=self.feature_shapes if fast else None,
+        )
+
 
 def build_models(
     configs: Sequence[Tuple[str, object, Optional[str]]],
@@ -218,12 +229,7 @@ def analyze(
         counters["gts_mapped"] += len(mapped["instances"])
         for m, s in zip(models, stats):
             t0 = time.perf_counter()
-            assignment = run_assignment(
-                m.model,
-                [mapped],
-                iteration=iteration,
-                feature_shapes=m.feature_shapes if m.static and not m.trained else None,
-            )
+            assignment = m.assign([mapped], iteration)
             s.update(assignment, [index], [record["file_name"]])
             m.seconds += time.perf_counter() - t0
     counters["seconds"] = {m.name: m.seconds for m in models}

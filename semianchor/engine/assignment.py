@@ -13,18 +13,31 @@ then its public assignment step, the same code path training takes:
 Every case returns the same :class:`Assignment`: the assigner's :class:`AssignInputs` and
 :class:`AssignResult` (labels in {-1 ignore, 0..K-1, K background}, matched GT indices), so the
 report, ``tools/visualize_assignment.py`` and the assignment analysis read one structure.
+:func:`image_assignments` cuts it into one :class:`ImageAssignment` per image (numpy arrays of the
+GTs and their positive anchors, per stage, and SAD's locations), which the assignment picture
+(:func:`semianchor.visualization.draw_assignment`) draws; :func:`compute_assignment` does both.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from ..modeling.anchors import anchor_strides
 from ..modeling.assigners import AssignInputs, AssignResult, pad_gt_instances
 
-__all__ = ["Assignment", "assignment_kind", "is_static", "run_assignment"]
+__all__ = [
+    "Assignment",
+    "ImageAssignment",
+    "LocationTargets",
+    "assignment_kind",
+    "compute_assignment",
+    "image_assignments",
+    "is_static",
+    "run_assignment",
+]
 
 
 @dataclass
@@ -274,3 +287,165 @@ def _rpn_assignment(model, features, gt_instances) -> Assignment:
 def _level_names(names, num_levels: int) -> List[str]:
     names = list(names or [])
     return names if len(names) == num_levels else [f"level {k}" for k in range(num_levels)]
+
+
+# ----------------------------------------------------------------------------- per image
+@dataclass
+class LocationTargets:
+    """SAD's location targets of one image: its positive locations and, for each, the
+    anchor-classification (AC) targets of the location's A anchors.
+
+    Attributes:
+        centres: (Q, 2) float centres of the positive locations.
+        matched_gt: (Q,) int GT of each positive location (index into the image's GTs).
+        anchor_boxes: (Q, A, 4) float XYXY boxes of each positive location's anchors.
+        soft_targets: (Q, A) float AC soft target mu_hat of each anchor (0 where y_hat = 0).
+        ac_positive: (Q, A) bool y_hat: the anchor's class after regression is the location's.
+        stats: counts for the legend ("positive anchors", "negative anchors", "positive
+            locations", "negative locations", "mean mu_hat").
+    """
+
+    centres: np.ndarray
+    matched_gt: np.ndarray
+    anchor_boxes: np.ndarray
+    soft_targets: np.ndarray
+    ac_positive: np.ndarray
+    stats: Dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class ImageAssignment:
+    """The assignment of one image, in the coordinates of the (resized) input image.
+
+    Attributes:
+        gt_boxes: (M, 4) float XYXY GT boxes.
+        gt_classes: (M,) int GT classes.
+        anchor_boxes: (P, 4) float XYXY boxes of the positive anchors.
+        matched_gt: (P,) int index into ``gt_boxes`` of each positive anchor's GT.
+        anchor_levels: (P,) int pyramid level index of each positive anchor.
+        level_names: names of the levels (e.g. ["p3", ..., "p7"]).
+        method: a short description of the detector and its assigner (for titles).
+        stage: the name of the assignment stage drawn ("" for a single-stage assigner).
+        earlier_stages: a staged assigner's earlier stages, in order (PADet: "initial", the
+            APM's matching on the initial anchors, before the final "promoted" one).
+        locations: SAD's positive locations and AC targets (None for other methods).
+    """
+
+    gt_boxes: np.ndarray
+    gt_classes: np.ndarray
+    anchor_boxes: np.ndarray
+    matched_gt: np.ndarray
+    anchor_levels: np.ndarray
+    level_names: List[str]
+    method: str
+    stage: str = ""
+    earlier_stages: List["ImageAssignment"] = field(default_factory=list)
+    locations: Optional[LocationTargets] = None
+
+
+def image_assignments(assignment: Assignment) -> List[ImageAssignment]:
+    """Per image, the GT boxes, the positive anchors' boxes and the GT each one is matched to, in
+    the coordinates of the (resized) input image; a staged assigner's earlier stages in
+    ``earlier_stages``, SAD's positive locations and AC targets in ``locations``."""
+    stages = assignment.stages()
+    views = [
+        _image_assignments(inputs, result, assignment.level_names, assignment.method)
+        for _, inputs, result in stages
+    ]
+    out = views[-1]
+    for (name, _, _), earlier in zip(stages[:-1], views[:-1]):
+        for a, v in zip(out, earlier):
+            v.stage = name
+            a.earlier_stages.append(v)
+    if len(stages) > 1:
+        for a in out:
+            a.stage = assignment.final_stage
+    result, final_inputs = assignment.result, stages[-1][1]
+    if "locations" in result.target_sets and "anchor_cls" in result.target_sets:
+        for i, loc in enumerate(_location_targets(final_inputs, result)):
+            out[i].locations = loc
+    return out
+
+
+def compute_assignment(
+    model, batched_inputs: List[Dict], iteration: int = 0
+) -> List[ImageAssignment]:
+    """:func:`run_assignment` of ``model`` on mapped inputs (with ``instances``), per image
+    (:func:`image_assignments`): what the assignment pictures draw.
+
+    Every method's own anchors and assigner inputs are used (prediction-aware rules such as DLA
+    or cleanliness see the model's real predictions). The model runs in eval mode (BatchNorm
+    statistics untouched) and is restored.
+
+    Raises:
+        TypeError: the model has no assignment step.
+        ValueError: an input has no ``instances`` (map it with ``is_train=True``).
+    """
+    return image_assignments(run_assignment(model, batched_inputs, iteration=iteration))
+
+
+def _image_assignments(inputs, result, level_names, method) -> List[ImageAssignment]:
+    """One :class:`ImageAssignment` per image from an assigner's inputs and result."""
+    levels = torch.repeat_interleave(
+        torch.arange(len(inputs.num_anchors_per_level)),
+        torch.as_tensor(inputs.num_anchors_per_level),
+    )
+    positive = (result.positive_mask(inputs.num_classes) & (result.matched_gt >= 0)).cpu()
+    anchors = inputs.anchors.cpu()
+    names = level_names or [f"level {k}" for k in range(len(inputs.num_anchors_per_level))]
+    out = []
+    for i in range(inputs.num_images):
+        m, pos = int(inputs.gt_counts[i]), positive[i]
+        image_anchors = anchors[i] if anchors.dim() == 3 else anchors  # per-image or shared
+        out.append(
+            ImageAssignment(
+                gt_boxes=inputs.gt_boxes[i, :m].cpu().numpy(),
+                gt_classes=inputs.gt_classes[i, :m].cpu().numpy(),
+                anchor_boxes=image_anchors[pos].numpy(),
+                matched_gt=result.matched_gt[i].cpu()[pos].numpy(),
+                anchor_levels=levels[pos].numpy(),
+                level_names=names,
+                method=method,
+            )
+        )
+    return out
+
+
+def _location_targets(inputs, result) -> List[LocationTargets]:
+    """SAD: per image, the positive locations (target set "locations") and the AC targets of
+    their anchors (target set "anchor_cls": label 0 = y_hat, soft targets = mu_hat)."""
+    K = inputs.num_classes
+    A = inputs.uniform_anchors_per_location("SAD's location picture")
+    locations, ac = result.target_sets["locations"], result.target_sets["anchor_cls"]
+    loc_pos = (locations.positive_mask(K) & (locations.matched_gt >= 0)).cpu()
+    anchor_labels = result.extras.get("anchor_labels", result.labels).cpu()
+    mu_hat = ac.soft_targets.float().cpu() if ac.soft_targets is not None else None
+    y_hat = (ac.labels == 0).cpu()
+    anchors = inputs.batch_anchors().cpu()
+    out = []
+    for i in range(inputs.num_images):
+        q = torch.nonzero(loc_pos[i]).flatten()
+        idx = q[:, None] * A + torch.arange(A)[None, :]  # (Q, A): a location's anchors
+        boxes = anchors[i][idx]
+        mu = mu_hat[i][idx] if mu_hat is not None else y_hat[i][idx].float()
+        yh = y_hat[i][idx]
+        mu = torch.where(yh, mu, torch.zeros_like(mu))
+        lab, loc_lab = anchor_labels[i], locations.labels[i].cpu()
+        stats = {
+            "positive anchors": int(((lab >= 0) & (lab < K)).sum()),
+            "negative anchors": int((lab == K).sum()),
+            "positive locations": int(len(q)),
+            "negative locations": int((loc_lab == K).sum()),
+            "mean mu_hat": float(mu[yh].mean()) if yh.any() else float("nan"),
+        }
+        out.append(
+            LocationTargets(
+                centres=((boxes[:, 0, :2] + boxes[:, 0, 2:]) / 2).numpy().reshape(-1, 2),
+                matched_gt=locations.matched_gt[i].cpu()[q].numpy(),
+                anchor_boxes=boxes.numpy().reshape(-1, A, 4),
+                soft_targets=mu.numpy().reshape(-1, A),
+                ac_positive=yh.numpy().reshape(-1, A),
+                stats=stats,
+            )
+        )
+    return out
