@@ -49,27 +49,12 @@ from detectron2.modeling import META_ARCH_REGISTRY
 from detectron2.structures import Boxes
 from detectron2.utils.events import get_event_storage
 
-from ..losses import smooth_l1_loss
+from ..losses import hard_negative_mask, smooth_l1_loss
 from .base import AssignmentDetector
 
-__all__ = ["PADet", "hard_negative_mask", "LOSS_MODES"]
+__all__ = ["PADet", "LOSS_MODES"]
 
 LOSS_MODES = ("ohem", "paper")
-
-
-def hard_negative_mask(loss: Tensor, positive: Tensor, negative: Tensor, ratio: float) -> Tensor:
-    """(N, R) mask of the elements a loss is summed over: every positive and, per image, the
-    ``ratio`` x (its positives, at least 1) negatives of highest ``loss`` (ties: lowest index);
-    ``ratio`` <= 0 keeps every negative."""
-    if ratio <= 0:
-        return positive | negative
-    key = torch.where(negative, loss.detach(), torch.full_like(loss, -1.0))
-    order = key.argsort(dim=1, descending=True, stable=True)
-    rank = torch.empty_like(order).scatter_(
-        1, order, torch.arange(order.shape[1], device=order.device).expand_as(order)
-    )
-    quota = (positive.sum(dim=1, keepdim=True).clamp(min=1) * ratio).long()
-    return positive | (negative & (rank < quota))
 
 
 @META_ARCH_REGISTRY.register()
