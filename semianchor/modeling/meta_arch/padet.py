@@ -83,6 +83,7 @@ class PADet(AssignmentDetector):
     """
 
     loss_prefix = "padet"
+    score_modes = ("cls",)  # the detection softmax probability, gated by the APM (level_scores)
 
     @configurable
     def __init__(
@@ -183,8 +184,7 @@ class PADet(AssignmentDetector):
     @classmethod
     def from_config(cls, cfg):
         from ..anchors import SSDAnchorGenerator, ssd_sizes
-        from ..assigners import MaxIoUAssigner, StagedAssigner
-        from ..assigners.padet import PromotedAnchorAssigner
+        from ..assigners.build import build_assigner
 
         p = cfg.MODEL.SEMIANCHOR.PADET
         theta = p.THETA if p.THETA >= 0 and p.USE_APM else None
@@ -194,13 +194,7 @@ class PADet(AssignmentDetector):
         ret["anchor_generator"] = SSDAnchorGenerator(
             min_sizes=mins, max_sizes=maxs, aspect_ratios=p.ASPECT_RATIOS, strides=p.STRIDES
         )
-        band = dict(thresholds=[0.3, 0.5], labels=[0, -1, 1])
-        ret["assigner"] = StagedAssigner(
-            stages=[
-                ("initial", MaxIoUAssigner(**band)),
-                ("promoted", PromotedAnchorAssigner(**band, promote=promote, theta=theta)),
-            ]
-        )
+        ret["assigner"] = build_assigner(cfg, "PADet")  # whatever ASSIGNER.NAME says
         ret.update(use_apm=p.USE_APM, promote=promote, theta=theta, neg_pos_ratio=p.NEG_POS_RATIO)
         ret.update(apm_neg_pos_ratio=p.APM_NEG_POS_RATIO, loss_mode=p.LOSS_MODE)
         if p.LOSS_MODE == "paper":
