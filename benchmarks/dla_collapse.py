@@ -42,6 +42,10 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(REPO, "benchmarks", "results", "dla_collapse")
 METRICS = ("AP", "AP50", "AP75")
+sys.path.insert(0, os.path.join(REPO, "benchmarks"))  # also when loaded by path, not run
+
+# a sibling module (benchmarks/ is sys.path[0]), not a third-party package: keep it last
+from benchmark_records import final_metrics  # noqa: E402  # isort: skip
 
 METHODS = {
     "dla": "configs/quickstart/dla_R18_coco_json.py",
@@ -185,21 +189,6 @@ def make_bccd_wbc(root):
 
 
 # ----------------------------------------------------------------------------- runs
-def final_metrics(output_dir):
-    last = None
-    with open(os.path.join(output_dir, "metrics.json")) as f:
-        for line in f:
-            rec = json.loads(line)
-            if "bbox/AP" in rec:
-                last = rec
-    if last is None:
-        raise RuntimeError(f"no bbox/AP in {output_dir}/metrics.json")
-    metrics = {m: last[f"bbox/{m}"] for m in METRICS}
-    if all(v != v for v in metrics.values()):  # no detection at all: COCO AP of nothing
-        metrics = {m: 0.0 for m in METRICS}
-    return metrics
-
-
 def training_curve(output_dir, keys=("loss_dla_box", "loss_box_reg", "loss_dense_box")):
     """The logged box-loss values (iteration, value) of a run, whichever prefix it uses."""
     curve = []
@@ -266,7 +255,7 @@ def run_one(args, data, method, seed):
         "method": method,
         "seed": seed,
         "iterations": args.max_iter,
-        "metrics": final_metrics(abs_out),
+        "metrics": final_metrics(abs_out, METRICS)[0],
         "box_loss_curve": training_curve(abs_out),
         "command": text,
         "commit": _git_commit(),

@@ -42,6 +42,8 @@ from detectron2.config import LazyConfig, instantiate  # noqa: E402
 from detectron2.data import DatasetMapper  # noqa: E402
 from detectron2.structures import Boxes, pairwise_iou  # noqa: E402
 
+from semianchor.engine.classes import dataset_class_names  # noqa: E402
+
 BCCD = os.path.join(REPO, "semianchor", "data", "builtin", "bccd")
 CONFIGS = {
     "atss": "configs/quickstart/atss_R18_coco_json.py",
@@ -152,8 +154,7 @@ def main(argv=None):
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--out")
     args = p.parse_args(argv)
-    with open(args.json) as f:
-        class_names = [c["name"] for c in sorted(json.load(f)["categories"], key=lambda c: c["id"])]
+    class_names = dataset_class_names({"json_file": args.json})
     result = {"methods": {}}
     for method in args.methods.split(","):
         cfg, model = build(method, args.json, args.image_root, len(class_names))

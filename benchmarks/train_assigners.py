@@ -29,6 +29,10 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(REPO, "benchmarks", "results")
+sys.path.insert(0, os.path.join(REPO, "benchmarks"))  # also when loaded by path, not run
+
+# a sibling module (benchmarks/ is sys.path[0]), not a third-party package: keep it last
+from benchmark_records import METRICS, final_metrics  # noqa: E402  # isort: skip
 
 # method -> (shapes config, COCO-json config)
 METHODS = {
@@ -91,33 +95,6 @@ METHODS = {
         "noisy_anchor_retinanet_R18_coco_json_norm_retinanet_matched.py",
     ),
 }
-METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
-
-
-def no_detections(output_dir):
-    """Detectron2's COCOEvaluator reports NaN when the model made no detection at all."""
-    with open(os.path.join(output_dir, "log.txt")) as f:
-        return "No predictions from the model!" in f.read()
-
-
-def final_metrics(output_dir):
-    """The last evaluation recorded by the trainer in metrics.json (keys bbox/AP...); a model that
-    detected nothing above its test threshold scores 0 (COCO AP of an empty result)."""
-    path = os.path.join(output_dir, "metrics.json")
-    last = None
-    with open(path) as f:
-        for line in f:
-            rec = json.loads(line)
-            if "bbox/AP" in rec:
-                last = rec
-    if last is None:
-        raise RuntimeError(f"no bbox/AP in {path}: did the evaluation run?")
-    metrics = {m: last[f"bbox/{m}"] for m in METRICS if f"bbox/{m}" in last}
-    if all(v != v for v in metrics.values()) and no_detections(output_dir):
-        metrics = {m: 0.0 for m in metrics}
-    return metrics, last.get("iteration")
-
-
 # the methods' own training statistics (the scalars their detectors log, e.g. SAD's IoU after
 # regression, PADet's promotion counts and FAM offsets), kept in the record
 _METHOD_SCALAR_PREFIXES = ("atss/", "dla/", "noisy/", "sad/", "padet/")

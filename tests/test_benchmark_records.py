@@ -1,10 +1,14 @@
-"""Benchmark records are portable: no machine's absolute path in the tracked commands."""
+"""Benchmark records: portable (no machine's absolute path in the tracked commands), and one
+reading of a run's final metrics for every benchmark."""
 
 import glob
 import importlib.util
 import json
+import math
 import os
 import re
+
+import pytest
 
 from .conftest import REPO
 
@@ -120,3 +124,39 @@ def test_train_step_benchmark_times_every_phase_of_each_kind_of_model():
         parts = r["forward"] + r["assign"] + r["loss"] + r["backward"] + r["optimizer"]
         assert abs(parts - r["step"]) < 1e-6, (t.name, r)
         assert r["loss"] > 0, (t.name, r)
+
+
+def _run_folder(path, bbox, log=None):
+    path.mkdir()
+    rows = [{"iteration": 9, "loss": 1.0}, {"iteration": 10, **{f"bbox/{k}": v for k, v in bbox}}]
+    (path / "metrics.json").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    if log is not None:
+        (path / "log.txt").write_text(log)
+    return str(path)
+
+
+def test_one_final_metrics_with_one_nan_rule(tmp_path):
+    """Every benchmark reads a run's metrics with benchmark_records.final_metrics: all NaN is 0
+    only when the log shows COCOEvaluator's no-detection case; any other NaN stays NaN."""
+    records = _benchmark("benchmark_records")
+    ta, dc = _train_assigners(), _benchmark("dla_collapse")
+    assert ta.final_metrics.__module__ == dc.final_metrics.__module__ == "benchmark_records"
+    nan = float("nan")
+    empty = _run_folder(
+        tmp_path / "empty", [("AP", nan), ("AP50", nan)], "x\nNo predictions from the model!\n"
+    )
+    assert records.final_metrics(empty) == ({"AP": 0.0, "AP50": 0.0}, 10)
+    silent = _run_folder(tmp_path / "silent", [("AP", nan), ("AP50", nan)], "no such line\n")
+    metrics, _ = records.final_metrics(silent)
+    assert all(math.isnan(v) for v in metrics.values()) and set(metrics) == {"AP", "AP50"}
+    no_log = _run_folder(tmp_path / "no_log", [("AP", nan)])
+    assert math.isnan(records.final_metrics(no_log)[0]["AP"])
+    partial = _run_folder(
+        tmp_path / "partial", [("AP", 12.5), ("APs", nan)], "No predictions from the model!"
+    )
+    metrics, _ = records.final_metrics(partial, ("AP", "APs", "APl"))
+    assert metrics["AP"] == 12.5 and math.isnan(metrics["APs"]) and "APl" not in metrics
+    (tmp_path / "none").mkdir()
+    (tmp_path / "none" / "metrics.json").write_text(json.dumps({"iteration": 1}) + "\n")
+    with pytest.raises(RuntimeError, match="no bbox/AP"):
+        records.final_metrics(str(tmp_path / "none"))

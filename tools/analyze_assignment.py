@@ -43,7 +43,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # before Detectron2's modules emit them, and registers its META_ARCHs and datasets
 import semianchor  # noqa: E402,F401  # isort: skip
 from detectron2.config import LazyConfig, instantiate  # noqa: E402
-from detectron2.data import MetadataCatalog  # noqa: E402
 
 from semianchor.analysis import (  # noqa: E402
     analyze,
@@ -55,7 +54,7 @@ from semianchor.analysis import (  # noqa: E402
 )
 from semianchor.analysis.run import projection  # noqa: E402
 from semianchor.data import get_checked_dataset_dicts, get_coco_json_dicts  # noqa: E402
-from semianchor.engine.classes import resolve_num_classes  # noqa: E402
+from semianchor.engine.classes import dataset_class_names, resolve_num_classes  # noqa: E402
 
 
 def argument_parser():
@@ -114,7 +113,7 @@ def _records(args, cfg):
         records = instantiate(dataset_cfg)
         names = dataset_cfg.get("names", None) or dataset_cfg.get("name", None)
         name = names if isinstance(names, str) else names[0]
-    classes = list(MetadataCatalog.get(name).get("thing_classes", None) or [])
+    classes = dataset_class_names(name) or []
     return records, name, classes
 
 

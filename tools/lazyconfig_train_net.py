@@ -42,7 +42,6 @@ except ModuleNotFoundError:  # run from a checkout that is not pip-installed
 
 from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
 from detectron2.config import LazyConfig, instantiate  # noqa: E402
-from detectron2.data import MetadataCatalog  # noqa: E402
 from detectron2.engine import (  # noqa: E402
     AMPTrainer,
     SimpleTrainer,
@@ -58,7 +57,7 @@ from detectron2.utils import comm  # noqa: E402
 from detectron2.utils.logger import setup_logger  # noqa: E402
 
 import semianchor.data  # noqa: F401,E402  (registers semianchor_shapes_*)
-from semianchor.engine.classes import resolve_num_classes  # noqa: E402
+from semianchor.engine.classes import dataset_class_names, resolve_num_classes  # noqa: E402
 from semianchor.engine.init_weights import warn_if_missing_init_weights  # noqa: E402
 
 logger = logging.getLogger("detectron2.lazyconfig_train_net")
@@ -92,7 +91,7 @@ def check_num_classes(cfg) -> None:
     if num_classes is None:
         return
     for name in _dataset_names(cfg.dataloader.train.dataset):
-        classes = MetadataCatalog.get(name).get("thing_classes", None)
+        classes = dataset_class_names(name)
         if classes is None:
             continue
         if len(classes) > num_classes:

@@ -35,10 +35,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import semianchor  # noqa: E402,F401  # isort: skip
 from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
 from detectron2.config import LazyConfig, instantiate  # noqa: E402
-from detectron2.data import DatasetMapper, MetadataCatalog  # noqa: E402
+from detectron2.data import DatasetMapper  # noqa: E402
 
 from semianchor.engine.assignment import compute_assignment  # noqa: E402
-from semianchor.engine.classes import resolve_num_classes  # noqa: E402
+from semianchor.engine.classes import dataset_class_names, resolve_num_classes  # noqa: E402
 from semianchor.visualization import draw_assignment, input_image_rgb  # noqa: E402
 
 
@@ -75,7 +75,7 @@ def main(argv=None):
     os.makedirs(args.output, exist_ok=True)
     written = []
     records = instantiate(dataset_cfg)  # registers a COCO json dataset: class names after this
-    class_names = list(MetadataCatalog.get(name).get("thing_classes", None) or [])
+    class_names = dataset_class_names(name) or []
     for d in records[: args.num_images]:
         inputs = mapper(dict(d))
         (assignment,) = compute_assignment(model, [inputs])

@@ -1,4 +1,5 @@
-"""The class count of a LazyConfig's model, from its training data unless the config gives it.
+"""Class names of a dataset (:func:`dataset_class_names`) and the class count of a LazyConfig's
+model, from its training data unless the config gives it.
 
 A COCO-json config sets ``model.num_classes = None``: the count is the json's number of categories
 (:func:`resolve_num_classes`, called by ``tools/lazyconfig_train_net.py`` before the config is
@@ -17,10 +18,21 @@ __all__ = ["dataset_class_names", "resolve_num_classes"]
 
 
 def dataset_class_names(dataset) -> Optional[List[str]]:
-    """Class names of a dataloader's ``dataset`` node: a COCO json's categories (``json_file``) or a
-    registered dataset's ``thing_classes`` (``names``); None when it names neither."""
+    """The class names of a dataset, the one way the library, tools and benchmarks read them:
+
+    * a ``str``: a dataset registered in Detectron2's catalogs, its metadata's ``thing_classes``
+      (a COCO json dataset has them once it is registered, i.e. after its dicts were loaded);
+    * a dataloader's ``dataset`` node (or a plain dict): a COCO json's categories (``json_file``,
+      sorted by category id: Detectron2's contiguous order) or its registered dataset's
+      (``names``, the first one).
+
+    None when it names neither, or the registered dataset has no ``thing_classes``.
+    """
     if dataset is None:
         return None
+    if isinstance(dataset, str):
+        names = MetadataCatalog.get(dataset).get("thing_classes", None)
+        return None if names is None else list(names)
     json_file = dataset.get("json_file", "")
     if json_file:
         if not os.path.isfile(json_file):
@@ -29,7 +41,7 @@ def dataset_class_names(dataset) -> Optional[List[str]]:
     names = dataset.get("names", None)
     if names:
         names = [names] if isinstance(names, str) else list(names)
-        return MetadataCatalog.get(names[0]).get("thing_classes", None)
+        return dataset_class_names(names[0])
     return None
 
 

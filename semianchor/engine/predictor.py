@@ -15,8 +15,7 @@ from detectron2.data.catalog import Metadata
 from detectron2.engine import DefaultPredictor
 
 from ..config import add_semianchor_config
-from ..data.coco_json import coco_json_class_names
-from .classes import resolve_num_classes
+from .classes import dataset_class_names, resolve_num_classes
 
 __all__ = [
     "LazyPredictor",
@@ -57,12 +56,9 @@ def _dataset_metadata(dataset) -> Metadata:
     names = dataset.get("names", None)
     if names is not None:
         return MetadataCatalog.get(names if isinstance(names, str) else names[0])
-    json_file = dataset.get("json_file", "")
-    if json_file:
-        if not os.path.isfile(json_file):
-            raise FileNotFoundError(f"COCO json file of the config not found: {json_file}")
+    if dataset.get("json_file", ""):
         return Metadata(
-            name=dataset.get("name", "coco_json"), thing_classes=coco_json_class_names(json_file)
+            name=dataset.get("name", "coco_json"), thing_classes=dataset_class_names(dataset)
         )
     return None
 

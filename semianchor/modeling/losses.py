@@ -12,6 +12,7 @@ __all__ = [
     "centerness_targets",
     "cleanliness_focal_loss",
     "focal_loss",
+    "hard_negative_mask",
     "quality_focal_loss",
     "smoothed_focal_loss",
     "iou_loss",
@@ -146,6 +147,31 @@ def smooth_l1_loss(input: Tensor, target: Tensor, beta: float, reduction: str = 
     else:
         loss = torch.where(diff < beta, 0.5 * diff * diff / beta, diff - 0.5 * beta)
     return _reduce(loss, reduction)
+
+
+def hard_negative_mask(loss: Tensor, positive: Tensor, negative: Tensor, ratio: float) -> Tensor:
+    """Hard-negative mining (SSD, Liu et al. 2016, Sec. 2.2 "Hard negative mining", 3:1): the
+    (N, R) mask of the elements a loss is summed over.
+
+    Every positive, and per image (row) the ``ratio`` x max(its positive count, 1) negatives of
+    highest ``loss`` (rounded down; ties: lowest index). ``ratio`` <= 0 keeps every negative.
+    Elements neither positive nor negative (ignored) are never kept. ``loss`` is only ranked
+    (detached), never differentiated.
+
+    Args:
+        loss: (N, R) per-element loss.
+        positive, negative: (N, R) bool masks, disjoint.
+        ratio: negatives kept per positive (SSD, DSSD, RefineDet: 3).
+    """
+    if ratio <= 0:
+        return positive | negative
+    key = torch.where(negative, loss.detach(), torch.full_like(loss, -1.0))
+    order = key.argsort(dim=1, descending=True, stable=True)
+    rank = torch.empty_like(order).scatter_(
+        1, order, torch.arange(order.shape[1], device=order.device).expand_as(order)
+    )
+    quota = (positive.sum(dim=1, keepdim=True).clamp(min=1) * ratio).long()
+    return positive | (negative & (rank < quota))
 
 
 def centerness_targets(anchors: Tensor, gt_boxes: Tensor) -> Tensor:

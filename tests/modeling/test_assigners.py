@@ -241,3 +241,55 @@ def test_pad_gt_instances_rejects_bad_boxes():
     )
     with pytest.raises(ValueError, match="x2 < x1"):
         pad_gt_instances([flipped])
+
+
+# ---------------------------------------------------------------- the builder registry
+def _shipped_assigner_classes():
+    """Every concrete LabelAssigner class defined in a module of semianchor.modeling.assigners."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import semianchor.modeling.assigners as package
+    from semianchor.modeling.assigners import LabelAssigner
+
+    found = set()
+    for info in pkgutil.iter_modules(package.__path__):
+        module = importlib.import_module(f"{package.__name__}.{info.name}")
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            if (
+                issubclass(cls, LabelAssigner)
+                and cls.__module__ == module.__name__
+                and not inspect.isabstract(cls)
+                and cls is not LabelAssigner
+            ):
+                found.add(cls)
+    return found
+
+
+def test_every_shipped_assigner_is_registered_and_builds_from_the_default_config():
+    """One registry (assigners/build.py) builds every rule the library ships, PADet's staged
+    matching included: a new rule without a builder fails here."""
+    from detectron2.config import get_cfg
+
+    from semianchor.config import add_semianchor_config
+    from semianchor.modeling.assigners import LabelAssigner, StagedAssigner
+    from semianchor.modeling.assigners.build import ASSIGNER_BUILDERS, build_assigner
+
+    cfg = add_semianchor_config(get_cfg())
+    built = set()
+    for name in ASSIGNER_BUILDERS:
+        assigner = build_assigner(cfg, name)
+        assert isinstance(assigner, LabelAssigner), name
+        built.add(type(assigner))
+        if isinstance(assigner, StagedAssigner):
+            built.update(type(a) for _, a in assigner.stages)
+    shipped = _shipped_assigner_classes()
+    assert len(shipped) >= 7, shipped  # ATSS, MaxIoU, DLA, Cleanliness, SAD, Staged, Promoted
+    missing = {c.__name__ for c in shipped - built}
+    assert not missing, f"assigners with no builder in ASSIGNER_BUILDERS: {sorted(missing)}"
+    assert {"ATSS", "MaxIoU", "DLA", "Cleanliness", "SAD", "PADet"} <= set(ASSIGNER_BUILDERS)
+    cfg.MODEL.SEMIANCHOR.ASSIGNER.NAME = "DLA"
+    assert type(build_assigner(cfg)).__name__ == "DLAAssigner"  # the config's name by default
+    with pytest.raises(KeyError, match="unknown assigner name 'Nope'"):
+        build_assigner(cfg, "Nope")

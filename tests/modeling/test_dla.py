@@ -10,9 +10,10 @@ from detectron2.utils.events import EventStorage
 
 from semianchor.layers import decode_boxes
 from semianchor.modeling import DLA, DeltaBoxCoder, LTRBBoxCoder
-from semianchor.modeling.assigners import ATSSAssigner, DLAAssigner, dla_alpha, dla_metric
+from semianchor.modeling.assigners import ATSSAssigner, DLAAssigner, dla_metric
 from semianchor.modeling.heads.dla_head import DLAHead
 from semianchor.modeling.losses import pairwise_aligned_iou
+from semianchor.modeling.meta_arch.dla import dla_alpha
 
 from .conftest import NUM_CLASSES, make_batch
 from .test_assigners import LEVEL, K, make_inputs

@@ -14,6 +14,7 @@ from semianchor.modeling.losses import (
     centerness_targets,
     cleanliness_focal_loss,
     focal_loss,
+    hard_negative_mask,
     iou_loss,
     pairwise_aligned_iou,
     quality_focal_loss,
@@ -160,3 +161,39 @@ def test_centerness_by_hand_and_zero_outside():
 def test_unknown_reduction_is_an_error():
     with pytest.raises(ValueError, match=r"^unknown reduction 'avg'$"):
         focal_loss(LOGITS, BINARY, reduction="avg")
+
+
+def test_hard_negative_mask_by_hand():
+    """Per image: every positive plus ratio x max(P, 1) negatives of highest loss (ties: lowest
+    index); an ignored element (neither) is never kept, whatever its loss."""
+    loss = torch.tensor(
+        [
+            [0.1, 0.9, 0.5, 0.7, 0.2, 0.8],  # 1 positive, ratio 2: the 2 hardest negatives
+            [0.3, 0.3, 0.3, 0.3, 0.9, 0.0],  # 0 positives: max(P, 1) = 1 -> 2; ties to index 0, 1
+        ]
+    )
+    pos = torch.tensor([[True, False, False, False, False, False], [False] * 6])
+    neg = torch.tensor(
+        [
+            [False, True, True, True, True, False],  # element 5 ignored (loss 0.8, not taken)
+            [True, True, True, True, False, False],  # element 4 ignored (loss 0.9, not taken)
+        ]
+    )
+    used = hard_negative_mask(loss, pos, neg, 2.0)
+    assert used.tolist() == [
+        [True, True, False, True, False, False],
+        [True, True, False, False, False, False],
+    ]
+    assert used.tolist() == hard_negative_mask(loss.requires_grad_(), pos, neg, 2.0).tolist()
+    # 3:1 (SSD) with 1 positive: 3 negatives; 1.5:1 rounds down to 1
+    assert hard_negative_mask(loss[:1], pos[:1], neg[:1], 3.0)[0].tolist() == [
+        True,
+        True,
+        True,
+        True,
+        False,
+        False,
+    ]
+    assert int((hard_negative_mask(loss[:1], pos[:1], neg[:1], 1.5) & neg[:1]).sum()) == 1
+    # ratio <= 0: every positive and every negative, no ignored element
+    assert torch.equal(hard_negative_mask(loss, pos, neg, 0), pos | neg)

@@ -573,6 +573,22 @@ def test_loss_normalizer_choices(tiny_retinanet):
         )
 
 
+def test_retinanet_matched_normalizer_takes_the_inputs_as_an_argument(tiny_retinanet):
+    """The count is taken on the inputs the losses pass: none of the step is kept on the model."""
+    model = tiny_retinanet
+    model.train()
+    _, seen = _losses_with(model, "retinanet_matched", make_batch(2))
+    assert not any(isinstance(v, AssignInputs) for v in vars(model).values())
+    model.normalizer_type, model._step_normalizers = "retinanet_matched", {}
+    try:
+        with pytest.raises(ValueError, match="pass the assigner inputs"):
+            model.positives_normalizer(seen["result"])
+        value = model.positives_normalizer(seen["result"], inputs=seen["inputs"])
+        assert value == max(float(_independent_retinanet_positives(seen["inputs"])), 1.0)
+    finally:
+        model.normalizer_type = "positives"
+
+
 def test_unknown_loss_normalizer_is_an_error():
     cfg = LazyConfig.load(os.path.join(REPO, LAZY))
     cfg.model.normalizer_type = "images"

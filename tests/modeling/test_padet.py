@@ -23,7 +23,7 @@ from semianchor.modeling.assigners.padet import PromotedAnchorAssigner, promoted
 from semianchor.modeling.backbone.encoder_decoder import EncoderDecoder, ResNetEncoder, VGG16Encoder
 from semianchor.modeling.box_coder import DeltaBoxCoder
 from semianchor.modeling.heads.padet_head import FeatureAlignment
-from semianchor.modeling.meta_arch.padet import PADet, hard_negative_mask
+from semianchor.modeling.meta_arch.padet import PADet
 
 from .conftest import REPO, make_batch
 
@@ -145,15 +145,6 @@ def test_theta_rule_never_ignores_a_positive():
         assert (with_theta.labels[0][dropped] == -1).all()
         assert (scores[dropped] < 0.01).all() and (without.labels[0][dropped] == K).all()
         assert int(dropped.sum()) > 0
-
-
-def test_hard_negative_mining_keeps_positives_and_top_negatives():
-    loss = torch.tensor([[0.1, 0.9, 0.5, 0.7, 0.2, 0.8]])
-    pos = torch.tensor([[True, False, False, False, False, False]])
-    neg = torch.tensor([[False, True, True, True, True, False]])  # element 5 ignored
-    used = hard_negative_mask(loss, pos, neg, 2.0)
-    assert used[0].tolist() == [True, True, False, True, False, False]
-    assert hard_negative_mask(loss, pos, neg, 0).sum() == 5
 
 
 # ---------------------------------------------------------------- FAM

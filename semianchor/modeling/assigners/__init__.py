@@ -1,4 +1,5 @@
-"""Label assigners (importing a rule's module registers its yacs builder)."""
+"""Label assigners: pure tensor rules behind :class:`LabelAssigner` (their yacs builders are all
+in :mod:`.build`)."""
 
 from .atss import ATSSAssigner
 from .base import (
@@ -10,7 +11,7 @@ from .base import (
     pad_gt_instances,
 )
 from .cleanliness import CleanlinessAssigner
-from .dla import DLAAssigner, dla_alpha, dla_metric
+from .dla import DLAAssigner, dla_metric
 from .max_iou import MaxIoUAssigner
 from .sad import SADAssigner
 
@@ -25,7 +26,6 @@ __all__ = [
     "SADAssigner",
     "StagedAssigner",
     "TargetSet",
-    "dla_alpha",
     "dla_metric",
     "pad_gt_instances",
 ]

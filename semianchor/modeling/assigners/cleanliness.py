@@ -42,7 +42,6 @@ from torch import Tensor
 
 from ...layers import iou_after_regression, topn_iou_match
 from .base import AssignInputs, AssignResult, LabelAssigner
-from .build import from_node, register_assigner_builder
 
 __all__ = [
     "CleanlinessAssigner",
@@ -201,11 +200,3 @@ class CleanlinessAssigner(LabelAssigner):
             r = reweighting_factors(loc_a, cls_c, self.alpha, self.gamma, self.eps)
             result.weights = normalize_to_unit_mean(r, pos)
         return result
-
-
-@register_assigner_builder("Cleanliness")
-def _cleanliness(cfg):
-    keys = ("topn", "alpha", "gamma", "soft_labels", "reweight", "eps")
-    return from_node(
-        CleanlinessAssigner, cfg.MODEL.SEMIANCHOR.NOISY, **{k: k.upper() for k in keys}
-    )

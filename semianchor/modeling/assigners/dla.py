@@ -5,20 +5,18 @@ conflicts to the highest score) run on a prediction-aware metric instead of the 
 
     m = (1 - alpha) * s + alpha * g                                   (Eq. 1)
     g = (1 - s) * IoU_prior + s * IoU_pred                             (Eq. 3)
-    alpha = (1 - alpha0) * exp(-t / sqrt(T)) + alpha0                  (Eq. 2)
 
-with s the predicted probability of the GT's class at the candidate, IoU_prior the IoU of the
-candidate's anchor box with the GT and IoU_pred the IoU of the box decoded from the candidate's
-(detached) regression with the GT. The threshold/centre/conflict statistics are the compiled
-``atss_candidate_stats`` op with a caller-given score (not a copy of ATSS); IoU_pred comes from
-the ``iou_after_regression`` op. Positives also get the regression weight w = m^gamma (Eq. 5).
+with alpha the current value of Eq. 2's schedule (the DLA detector owns it and passes alpha in
+``inputs.extras["alpha"]``), s the predicted probability of the GT's class at the candidate,
+IoU_prior the IoU of the candidate's anchor box with the GT and IoU_pred the IoU of the box
+decoded from the candidate's (detached) regression with the GT. The threshold/centre/conflict
+statistics are the compiled ``atss_candidate_stats`` op with a caller-given score (not a copy of
+ATSS); IoU_pred comes from the ``iou_after_regression`` op. Positives also get the regression
+weight w = m^gamma (Eq. 5).
 
 Shape legend: N images, R anchors, M padded GTs, K classes, L levels, A anchors per location,
 C candidates per GT (sum over levels of min(topk * A, R_l)).
 """
-
-import logging
-import math
 
 import torch
 from torch import Tensor
@@ -26,92 +24,8 @@ from torch import Tensor
 from ...layers import iou_after_regression
 from .atss import ATSSAssigner
 from .base import AssignInputs, AssignResult
-from .build import register_assigner_builder
 
-__all__ = ["DLAAlphaSchedule", "DLAAssigner", "dla_alpha", "dla_metric", "iters_per_epoch_of"]
-
-logger = logging.getLogger(__name__)
-
-
-def dla_alpha(epoch: float, total_epochs: float, alpha0: float = 0.9) -> float:
-    """DLA Eq. 2: ``(1 - alpha0) * exp(-t / sqrt(T)) + alpha0``: 1 at t = 0, decays toward
-    ``alpha0`` (reached only as t / sqrt(T) -> inf; at t = T it is alpha0 + (1-alpha0) e^-sqrt(T)).
-
-    Args:
-        epoch: t, the current (fractional) epoch, >= 0.
-        total_epochs: T > 0.
-        alpha0: the asymptote (paper: 0.9).
-    """
-    if total_epochs <= 0:
-        raise ValueError(f"total_epochs must be > 0, got {total_epochs}")
-    if epoch < 0:
-        raise ValueError(f"epoch must be >= 0, got {epoch}")
-    return (1.0 - alpha0) * math.exp(-epoch / math.sqrt(total_epochs)) + alpha0
-
-
-def iters_per_epoch_of(datasets: dict) -> float:
-    """Training images / total batch size of Detectron2 datasets ``{"names", "filter_empty",
-    "total_batch_size"}`` (the yacs path's source of Eq. 2's epochs)."""
-    from detectron2.data import get_detection_dataset_dicts
-
-    num = len(get_detection_dataset_dicts(datasets["names"], filter_empty=datasets["filter_empty"]))
-    ipe = num / datasets["total_batch_size"]
-    logger.info(
-        f"DLA alpha schedule: {num} training images / batch {datasets['total_batch_size']} = "
-        f"{ipe:.2f} iterations per epoch"
-    )
-    return ipe
-
-
-class DLAAlphaSchedule:
-    """Eq. 2's state and arithmetic, mixed into the DLA detector (which owns the training
-    iteration): the schedule is ``fixed_alpha``, or ``iters_per_epoch`` + ``max_iter`` (given, or
-    :meth:`set_training_schedule`), or derived on first use from ``schedule_from_datasets``
-    (the yacs path: :func:`iters_per_epoch_of`'s dict plus "max_iter")."""
-
-    def init_alpha_schedule(
-        self, alpha0, fixed_alpha, iters_per_epoch, max_iter, schedule_from_datasets
-    ):
-        for name, value in (("alpha0", alpha0), ("fixed_alpha", fixed_alpha)):
-            if value is not None and not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {value}")
-        if (iters_per_epoch is None) != (max_iter is None):
-            raise ValueError("give both iters_per_epoch and max_iter, or neither")
-        self.alpha0 = float(alpha0)
-        self.fixed_alpha = None if fixed_alpha is None else float(fixed_alpha)
-        self.schedule_from_datasets = schedule_from_datasets
-        self.iters_per_epoch, self.max_iter = None, None
-        if iters_per_epoch is not None:
-            self.set_training_schedule(iters_per_epoch=iters_per_epoch, max_iter=max_iter)
-
-    def set_training_schedule(self, *, iters_per_epoch: float, max_iter: int) -> None:
-        """The training length: ``iters_per_epoch`` = training images / total batch size."""
-        if not (iters_per_epoch > 0 and math.isfinite(iters_per_epoch)):
-            raise ValueError(f"iters_per_epoch must be a finite number > 0, got {iters_per_epoch}")
-        if not max_iter > 0:
-            raise ValueError(f"max_iter must be > 0, got {max_iter}")
-        self.iters_per_epoch, self.max_iter = float(iters_per_epoch), int(max_iter)
-
-    def alpha_at(self, iteration: int) -> float:
-        """alpha at a training iteration (Eq. 2, or ``fixed_alpha``)."""
-        if self.fixed_alpha is not None:
-            return self.fixed_alpha
-        if self.iters_per_epoch is None and self.schedule_from_datasets:
-            src = self.schedule_from_datasets
-            self.set_training_schedule(
-                iters_per_epoch=iters_per_epoch_of(src), max_iter=src["max_iter"]
-            )
-        if self.iters_per_epoch is None:
-            raise RuntimeError(
-                "DLA's alpha schedule (Eq. 2) needs the training length: call "
-                "model.set_training_schedule(iters_per_epoch=len(train dataset) / total batch "
-                "size, "
-                "max_iter=...) before training (tools/lazyconfig_train_net.py does), set "
-                "model.iters_per_epoch and model.max_iter in the config, or set fixed_alpha"
-            )
-        return dla_alpha(
-            iteration / self.iters_per_epoch, self.max_iter / self.iters_per_epoch, self.alpha0
-        )
+__all__ = ["DLAAssigner", "dla_metric"]
 
 
 def dla_metric(s: Tensor, iou_prior: Tensor, iou_pred: Tensor, alpha: float) -> Tensor:
@@ -246,9 +160,3 @@ class DLAAssigner(ATSSAssigner):
                 "alpha": torch.tensor(alpha),
             },
         )
-
-
-@register_assigner_builder("DLA")
-def _dla(cfg):
-    a = cfg.MODEL.SEMIANCHOR.ASSIGNER
-    return DLAAssigner(topk=a.TOPK, gamma=cfg.MODEL.SEMIANCHOR.DLA.GAMMA, center_eps=a.CENTER_EPS)

@@ -47,7 +47,6 @@ from torch import Tensor
 
 from ...layers import iou_after_regression
 from .base import AssignInputs, AssignResult, LabelAssigner, TargetSet
-from .build import build_assigner, register_assigner_builder
 from .max_iou import MaxIoUAssigner
 
 __all__ = ["SADAssigner", "location_labels", "fcos_location_labels", "ac_soft_targets"]
@@ -329,18 +328,3 @@ class SADAssigner(LabelAssigner):
             anchor_labels=static.labels, max_iou=anchor_iou, iou_after_regression=mu
         )
         return result
-
-
-@register_assigner_builder("SAD")
-def _sad(cfg):
-    s = cfg.MODEL.SEMIANCHOR.SAD
-    return SADAssigner(
-        matcher=build_assigner(cfg, "MaxIoU"),
-        location_gamma=s.LOCATION_GAMMA if s.LOCATION_GAMMA >= 0 else None,
-        location_rule=s.LOCATION_RULE,
-        fcos_size_ranges=s.FCOS_SIZE_RANGES,
-        fcos_center_radius=s.FCOS_CENTER_RADIUS,
-        regression=s.REGRESSION,
-        ac_iou_threshold=s.AC_IOU_THRESHOLD,
-        sigma=s.SIGMA,
-    )

@@ -43,12 +43,24 @@ from ..box_coder import build_box_coder
 from ..heads.dense_head import DenseHead, HeadOutput
 from ..losses import centerness_targets, focal_loss, iou_loss, smooth_l1_loss
 
-__all__ = ["AssignmentDetector", "centerness_targets"]
+__all__ = ["AssignmentDetector", "SCORE_MODES", "centerness_targets"]
 
 logger = logging.getLogger(__name__)
 
 CLS_LOSSES = ("sigmoid_focal", "softmax_ce")
 BOX_LOSSES = ("giou", "iou", "log_iou", "smooth_l1")
+# Every test-time score a detector may rank by (:meth:`AssignmentDetector.level_scores`), with
+# the head output it reads besides "cls": p_cls alone; p_cls times the quality branch (ATSS/FCOS's
+# centerness), or its square root; DLA's predicted metric m (Sec. 3.3), p_cls * m or its root.
+# A detector declares the subset it implements in ``score_modes``.
+SCORE_MODES = {
+    "cls": None,
+    "sqrt_cls_quality": "quality",
+    "cls_quality": "quality",
+    "metric": "metric",
+    "cls_metric": "metric",
+    "sqrt_cls_metric": "metric",
+}
 _WEIGHT_NORMALIZER_NAMES = {
     "centerness": "loss_normalizer_centerness",
     "assigner": "loss_normalizer_weights",
@@ -71,6 +83,8 @@ class AssignmentDetector(DenseDetector):
     """
 
     loss_prefix = "dense"
+    # the test-time scores this detector's level_scores implements (keys of SCORE_MODES)
+    score_modes: Tuple[str, ...] = ("cls", "sqrt_cls_quality", "cls_quality")
 
     @configurable
     def __init__(
@@ -123,8 +137,10 @@ class AssignmentDetector(DenseDetector):
                 "assigner" (the assigner's weights).
             box_loss_normalizer: with a weighting, "weights" (EMA of the weights' sum) or
                 "positives" (EMA of the positive count, as the unweighted loss).
-            score_mode: test-time score: "cls" (class probability), "sqrt_cls_quality"
-                (sqrt(p_cls * p_quality), ATSS/FCOS) or "cls_quality" (product).
+            score_mode: test-time score, one of the class's ``score_modes`` (here: "cls", the
+                class probability; "sqrt_cls_quality", sqrt(p_cls * p_quality), ATSS/FCOS;
+                "cls_quality", the product); the head must have the output it reads
+                (``SCORE_MODES``).
         """
         super().__init__(
             backbone, head, head_in_features, pixel_mean=pixel_mean, pixel_std=pixel_std
@@ -134,14 +150,21 @@ class AssignmentDetector(DenseDetector):
         _check_choice("box_loss_type", box_loss_type, BOX_LOSSES)
         _check_choice("box_loss_weighting", box_loss_weighting, ("none", "centerness", "assigner"))
         _check_choice("box_loss_normalizer", box_loss_normalizer, ("weights", "positives"))
-        _check_choice("score_mode", score_mode, ("cls", "sqrt_cls_quality", "cls_quality"))
+        unknown = set(self.score_modes) - set(SCORE_MODES)
+        if unknown:
+            raise TypeError(f"{type(self).__name__}.score_modes has undeclared modes {unknown}")
+        _check_choice("score_mode", score_mode, self.score_modes)
         outputs = self.head_outputs
         if "cls" not in outputs or "reg" not in outputs:
             raise ValueError("the head must declare at least the outputs 'cls' and 'reg'")
-        if (score_mode != "cls" or box_loss_weighting == "centerness") and "quality" not in outputs:
+        score_output = SCORE_MODES[score_mode]
+        if score_output is not None and score_output not in outputs:
             raise ValueError(
-                f"score_mode={score_mode!r}/centerness weighting need a head with a quality branch"
+                f"score_mode={score_mode!r} needs a head with a {score_output!r} output"
+                + (" (a quality branch)" if score_output == "quality" else "")
             )
+        if box_loss_weighting == "centerness" and "quality" not in outputs:
+            raise ValueError("centerness weighting needs a head with a quality branch")
         if not isinstance(num_classes, int) or num_classes < 1:
             raise ValueError(
                 f"num_classes must be an int >= 1, got {num_classes!r} (None in a COCO-json config "
@@ -366,12 +389,17 @@ class AssignmentDetector(DenseDetector):
         return value
 
     def positives_normalizer(
-        self, result: AssignResult, target_set: str = "anchors", name: Optional[str] = None
+        self,
+        result: AssignResult,
+        target_set: str = "anchors",
+        name: Optional[str] = None,
+        inputs: Optional[AssignInputs] = None,
     ) -> float:
         """EMA (named ``name``; default "loss_normalizer" for the anchors, else
         "loss_normalizer_<set>") of the positive count of a target set, updated once per step:
         every loss term normalised by the same count reads the same value. Give the results of
-        other stages their own ``name``."""
+        other stages their own ``name``. ``inputs``: the step's assigner inputs, for a method
+        whose count is taken on the anchors and GTs themselves (the base's losses pass them)."""
         name = name or (
             "loss_normalizer" if target_set == "anchors" else f"loss_normalizer_{target_set}"
         )
@@ -433,7 +461,8 @@ class AssignmentDetector(DenseDetector):
             pos = ts.positive_mask(self.num_classes)
             loss = loss * torch.where(pos, ts.weights, torch.ones_like(ts.weights))[valid][:, None]
         return {
-            f"loss_{self.loss_prefix}_cls": loss.sum() / self.positives_normalizer(result, set_name)
+            f"loss_{self.loss_prefix}_cls": loss.sum()
+            / self.positives_normalizer(result, set_name, inputs=inputs)
         }
 
     def box_losses(self, inputs, preds, result, pos, box_weights: Optional[Tensor]) -> Tensor:
@@ -463,7 +492,7 @@ class AssignmentDetector(DenseDetector):
         self, inputs: AssignInputs, preds: Dict[str, Tensor], result: AssignResult
     ) -> Dict[str, Tensor]:
         pos = result.positive_mask(self.num_classes)
-        weights, normalizer = None, self.positives_normalizer(result)
+        weights, normalizer = None, self.positives_normalizer(result, inputs=inputs)
         if self.box_loss_weighting == "centerness":
             weights = self.positive_centerness(inputs, result, pos)
         elif self.box_loss_weighting == "assigner" and result.weights is not None:
@@ -489,7 +518,7 @@ class AssignmentDetector(DenseDetector):
         return {
             f"loss_{self.loss_prefix}_ctr": self.quality_loss_weight
             * loss
-            / self.positives_normalizer(result)
+            / self.positives_normalizer(result, inputs=inputs)
         }
 
     # ------------------------------------------------------------------ inference

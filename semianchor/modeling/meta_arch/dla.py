@@ -1,5 +1,6 @@
 """DLA detector (Jiang, Xiao, Gu, ICSCA 2022): ATSS's detector with the prediction-aware
-:class:`DLAAssigner`, the alpha schedule of Eq. 2, the metric head (Fig. 2) and Eq. 4-8.
+:class:`DLAAssigner`, the alpha schedule of Eq. 2 (held here: the assigner is given each step's
+alpha), the metric head (Fig. 2) and Eq. 4-8.
 
 L = cls + b * box + c * metric (b = 2, c = 1): cls is the base's focal loss / N_pos (Eq. 4); box
 the base's GIoU weighted by w = m^gamma / sum(w) (``box_loss_weighting="assigner"``, Eq. 5-6);
@@ -9,6 +10,8 @@ Test time: gate by the class probability; rank (top-k, NMS) by ``score_mode``: "
 paper, Sec. 3.3, class-agnostic), "cls_metric", "sqrt_cls_metric" or "cls" (ablations).
 """
 
+import logging
+import math
 from typing import Dict, Optional, Tuple
 
 import torch
@@ -18,20 +21,50 @@ from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY
 from detectron2.utils.events import get_event_storage
 
-from ..assigners.dla import DLAAlphaSchedule
 from ..box_coder import LTRBBoxCoder
 from ..heads.dla_head import DLAHead
 from ..losses import pairwise_aligned_iou, quality_focal_loss
 from .base import AssignmentDetector
 
-__all__ = ["DLA"]
+__all__ = ["DLA", "dla_alpha", "iters_per_epoch_of"]
 
-SCORE_MODES = ("metric", "cls_metric", "sqrt_cls_metric", "cls")
+logger = logging.getLogger(__name__)
+
 _SIDES = ("l", "t", "r", "b")
 
 
+def dla_alpha(epoch: float, total_epochs: float, alpha0: float = 0.9) -> float:
+    """DLA Eq. 2: ``(1 - alpha0) * exp(-t / sqrt(T)) + alpha0``: 1 at t = 0, decays toward
+    ``alpha0`` (reached only as t / sqrt(T) -> inf; at t = T it is alpha0 + (1-alpha0) e^-sqrt(T)).
+
+    Args:
+        epoch: t, the current (fractional) epoch, >= 0.
+        total_epochs: T > 0.
+        alpha0: the asymptote (paper: 0.9).
+    """
+    if total_epochs <= 0:
+        raise ValueError(f"total_epochs must be > 0, got {total_epochs}")
+    if epoch < 0:
+        raise ValueError(f"epoch must be >= 0, got {epoch}")
+    return (1.0 - alpha0) * math.exp(-epoch / math.sqrt(total_epochs)) + alpha0
+
+
+def iters_per_epoch_of(datasets: dict) -> float:
+    """Training images / total batch size of Detectron2 datasets ``{"names", "filter_empty",
+    "total_batch_size"}`` (the yacs path's source of Eq. 2's epochs)."""
+    from detectron2.data import get_detection_dataset_dicts
+
+    num = len(get_detection_dataset_dicts(datasets["names"], filter_empty=datasets["filter_empty"]))
+    ipe = num / datasets["total_batch_size"]
+    logger.info(
+        f"DLA alpha schedule: {num} training images / batch {datasets['total_batch_size']} = "
+        f"{ipe:.2f} iterations per epoch"
+    )
+    return ipe
+
+
 @META_ARCH_REGISTRY.register()
-class DLA(DLAAlphaSchedule, AssignmentDetector):
+class DLA(AssignmentDetector):
     """:class:`AssignmentDetector` with the current alpha in the assigner's inputs, a metric
     head and DLA's metric loss and test-time score.
 
@@ -44,6 +77,7 @@ class DLA(DLAAlphaSchedule, AssignmentDetector):
     """
 
     loss_prefix = "dla"
+    score_modes = ("metric", "cls_metric", "sqrt_cls_metric", "cls")
 
     @configurable
     def __init__(
@@ -64,15 +98,20 @@ class DLA(DLAAlphaSchedule, AssignmentDetector):
             raise ValueError(
                 f"DLA box_loss_weighting must be 'assigner' or 'none', got {box_loss_weighting!r}"
             )
-        if score_mode not in SCORE_MODES:
-            raise ValueError(f"DLA score_mode must be one of {SCORE_MODES}, got {score_mode!r}")
-        super().__init__(box_loss_weighting=box_loss_weighting, score_mode="cls", **kwargs)
-        self.score_mode = score_mode
+        super().__init__(box_loss_weighting=box_loss_weighting, score_mode=score_mode, **kwargs)
         if "metric" not in self.head_outputs:
             raise ValueError("DLA needs a head with a 'metric' output (DLAHead)")
-        self.init_alpha_schedule(
-            alpha0, fixed_alpha, iters_per_epoch, max_iter, schedule_from_datasets
-        )
+        for name, value in (("alpha0", alpha0), ("fixed_alpha", fixed_alpha)):
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {value}")
+        if (iters_per_epoch is None) != (max_iter is None):
+            raise ValueError("give both iters_per_epoch and max_iter, or neither")
+        self.alpha0 = float(alpha0)
+        self.fixed_alpha = None if fixed_alpha is None else float(fixed_alpha)
+        self.schedule_from_datasets = schedule_from_datasets
+        self.iters_per_epoch, self.max_iter = None, None
+        if iters_per_epoch is not None:
+            self.set_training_schedule(iters_per_epoch=iters_per_epoch, max_iter=max_iter)
         self.metric_loss_weight = metric_loss_weight
         self.metric_loss_beta = metric_loss_beta
 
@@ -81,6 +120,8 @@ class DLA(DLAAlphaSchedule, AssignmentDetector):
         ret = super().from_config(cfg)
         d = cfg.MODEL.SEMIANCHOR.DLA
         max_iter = d.MAX_ITER or cfg.SOLVER.MAX_ITER
+        # Eq. 2's epochs from the training data, counted on the first training step (a build for
+        # DefaultPredictor must not need the training set); ITERS_PER_EPOCH or FIXED_ALPHA skip it
         datasets = dict(
             names=list(cfg.DATASETS.TRAIN),
             filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS,
@@ -102,6 +143,36 @@ class DLA(DLAAlphaSchedule, AssignmentDetector):
     @classmethod
     def head_from_config(cls, cfg, feature_shapes):
         return DLAHead(cfg, feature_shapes)
+
+    # ------------------------------------------------------------------ alpha (Eq. 2)
+    def set_training_schedule(self, *, iters_per_epoch: float, max_iter: int) -> None:
+        """The training length: ``iters_per_epoch`` = training images / total batch size."""
+        if not (iters_per_epoch > 0 and math.isfinite(iters_per_epoch)):
+            raise ValueError(f"iters_per_epoch must be a finite number > 0, got {iters_per_epoch}")
+        if not max_iter > 0:
+            raise ValueError(f"max_iter must be > 0, got {max_iter}")
+        self.iters_per_epoch, self.max_iter = float(iters_per_epoch), int(max_iter)
+
+    def alpha_at(self, iteration: int) -> float:
+        """alpha at a training iteration (Eq. 2, or ``fixed_alpha``)."""
+        if self.fixed_alpha is not None:
+            return self.fixed_alpha
+        if self.iters_per_epoch is None and self.schedule_from_datasets:
+            src = self.schedule_from_datasets
+            self.set_training_schedule(
+                iters_per_epoch=iters_per_epoch_of(src), max_iter=src["max_iter"]
+            )
+        if self.iters_per_epoch is None:
+            raise RuntimeError(
+                "DLA's alpha schedule (Eq. 2) needs the training length: call "
+                "model.set_training_schedule(iters_per_epoch=len(train dataset) / total batch "
+                "size, "
+                "max_iter=...) before training (tools/lazyconfig_train_net.py does), set "
+                "model.iters_per_epoch and model.max_iter in the config, or set fixed_alpha"
+            )
+        return dla_alpha(
+            iteration / self.iters_per_epoch, self.max_iter / self.iters_per_epoch, self.alpha0
+        )
 
     def assign_inputs_extras(self, preds: Dict[str, Tensor]) -> Dict[str, object]:
         """The current alpha (at the event storage's iteration), logged as ``dla_alpha``."""

@@ -27,7 +27,7 @@ keeps the negatives' loss on RetinaNet's scale.
 Shape legend: N images, R anchors, M padded GTs, K classes, P positives.
 """
 
-from typing import Dict, Optional
+from typing import Optional
 
 from torch import Tensor
 
@@ -97,20 +97,18 @@ class NoisyAnchorRetinaNet(AssignmentDetector):
         )
         self.normalizer_type = normalizer_type
 
-    def losses(self, inputs: AssignInputs, preds: Dict[str, Tensor], result: AssignResult):
-        self._normalizer_inputs = inputs  # "retinanet_matched" counts on this step's anchors/GTs
-        try:
-            return super().losses(inputs, preds, result)
-        finally:
-            self._normalizer_inputs = None
-
     def positives_normalizer(
-        self, result: AssignResult, target_set: str = "anchors", name: Optional[str] = None
+        self,
+        result: AssignResult,
+        target_set: str = "anchors",
+        name: Optional[str] = None,
+        inputs: Optional[AssignInputs] = None,
     ) -> float:
         """The base's EMA of |A_pos| ("positives"), or of the sum of the soft targets, or of the
-        RetinaNet-matched count (``normalizer_type``); one value per step for every loss."""
+        RetinaNet-matched count on ``inputs``' anchors and GTs (``normalizer_type``); one value
+        per step for every loss."""
         if self.normalizer_type == "positives" or target_set != "anchors":
-            return super().positives_normalizer(result, target_set, name)
+            return super().positives_normalizer(result, target_set, name, inputs)
         name = name or "loss_normalizer"
         if name not in self._step_normalizers:
             ts = result[target_set]
@@ -120,9 +118,11 @@ class NoisyAnchorRetinaNet(AssignmentDetector):
             elif self.normalizer_type == "soft_targets":  # a binary assigner: c = 1
                 value = float(pos.sum())
             else:
-                inputs = getattr(self, "_normalizer_inputs", None)
                 if inputs is None:
-                    raise RuntimeError("retinanet_matched needs the step's inputs (losses())")
+                    raise ValueError(
+                        "normalizer_type='retinanet_matched' counts on the step's anchors and "
+                        "GTs: pass the assigner inputs (positives_normalizer(..., inputs=...))"
+                    )
                 value = float(retinanet_matched_count(inputs))
             self._step_normalizers[name] = self.ema_normalizer(value, name)
         return self._step_normalizers[name]

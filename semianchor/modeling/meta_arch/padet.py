@@ -49,27 +49,12 @@ from detectron2.modeling import META_ARCH_REGISTRY
 from detectron2.structures import Boxes
 from detectron2.utils.events import get_event_storage
 
-from ..losses import smooth_l1_loss
+from ..losses import hard_negative_mask, smooth_l1_loss
 from .base import AssignmentDetector
 
-__all__ = ["PADet", "hard_negative_mask", "LOSS_MODES"]
+__all__ = ["PADet", "LOSS_MODES"]
 
 LOSS_MODES = ("ohem", "paper")
-
-
-def hard_negative_mask(loss: Tensor, positive: Tensor, negative: Tensor, ratio: float) -> Tensor:
-    """(N, R) mask of the elements a loss is summed over: every positive and, per image, the
-    ``ratio`` x (its positives, at least 1) negatives of highest ``loss`` (ties: lowest index);
-    ``ratio`` <= 0 keeps every negative."""
-    if ratio <= 0:
-        return positive | negative
-    key = torch.where(negative, loss.detach(), torch.full_like(loss, -1.0))
-    order = key.argsort(dim=1, descending=True, stable=True)
-    rank = torch.empty_like(order).scatter_(
-        1, order, torch.arange(order.shape[1], device=order.device).expand_as(order)
-    )
-    quota = (positive.sum(dim=1, keepdim=True).clamp(min=1) * ratio).long()
-    return positive | (negative & (rank < quota))
 
 
 @META_ARCH_REGISTRY.register()
@@ -98,6 +83,7 @@ class PADet(AssignmentDetector):
     """
 
     loss_prefix = "padet"
+    score_modes = ("cls",)  # the detection softmax probability, gated by the APM (level_scores)
 
     @configurable
     def __init__(
@@ -198,8 +184,7 @@ class PADet(AssignmentDetector):
     @classmethod
     def from_config(cls, cfg):
         from ..anchors import SSDAnchorGenerator, ssd_sizes
-        from ..assigners import MaxIoUAssigner, StagedAssigner
-        from ..assigners.padet import PromotedAnchorAssigner
+        from ..assigners.build import build_assigner
 
         p = cfg.MODEL.SEMIANCHOR.PADET
         theta = p.THETA if p.THETA >= 0 and p.USE_APM else None
@@ -209,13 +194,7 @@ class PADet(AssignmentDetector):
         ret["anchor_generator"] = SSDAnchorGenerator(
             min_sizes=mins, max_sizes=maxs, aspect_ratios=p.ASPECT_RATIOS, strides=p.STRIDES
         )
-        band = dict(thresholds=[0.3, 0.5], labels=[0, -1, 1])
-        ret["assigner"] = StagedAssigner(
-            stages=[
-                ("initial", MaxIoUAssigner(**band)),
-                ("promoted", PromotedAnchorAssigner(**band, promote=promote, theta=theta)),
-            ]
-        )
+        ret["assigner"] = build_assigner(cfg, "PADet")  # whatever ASSIGNER.NAME says
         ret.update(use_apm=p.USE_APM, promote=promote, theta=theta, neg_pos_ratio=p.NEG_POS_RATIO)
         ret.update(apm_neg_pos_ratio=p.APM_NEG_POS_RATIO, loss_mode=p.LOSS_MODE)
         if p.LOSS_MODE == "paper":
