@@ -30,6 +30,7 @@ import torch
 
 from ..visualization import draw_assignment, draw_predictions, input_image_rgb, plot_loss_curve
 from .assignment import assignment_kind, compute_assignment
+from .classes import dataset_class_names
 
 logger = logging.getLogger(__name__)
 
@@ -131,7 +132,7 @@ def write_report(
 
     test_name = _dataset_names(cfg.dataloader.test.dataset)[0]
     metadata = MetadataCatalog.get(test_name)
-    class_names = list(metadata.get("thing_classes", None) or [])
+    class_names = list(dataset_class_names(test_name) or [])
     test_mapper_cfg = cfg.dataloader.test.mapper
     image_format = test_mapper_cfg.get("image_format", "BGR")
     test_augs = [instantiate(a) for a in test_mapper_cfg.get("augmentations", [])]
@@ -178,9 +179,7 @@ def write_report(
     else:
         (assignment,) = compute_assignment(model, [mapped])
         image = input_image_rgb(mapped, image_format)
-        train_classes = list(
-            MetadataCatalog.get(train_name).get("thing_classes", None) or class_names
-        )
+        train_classes = list(dataset_class_names(train_name) or class_names)
         written["assignment"] = draw_assignment(
             image,
             assignment,
