@@ -184,6 +184,8 @@ def test_reference_runs_without_the_extension():
         (lambda a, l, g, c, r: atss_candidates(a, l, g, c + 100), "gt_counts"),
         (lambda a, l, g, c, r: atss_candidates(a, l, g, c.float()), "gt_counts"),
         (lambda a, l, g, c, r: atss_candidates(a, l, g, c, topk=0), "topk"),
+        (lambda a, l, g, c, r: atss_candidates(a, l, g, c, grid=[0.0] * 3), "grid"),
+        (lambda a, l, g, c, r: atss_candidates(a, l, g, c, grid="exhaustive"), "grid"),
         (
             lambda a, l, g, c, r: atss_candidates(
                 a, l, g.index_fill(1, torch.tensor([0]), float("inf")), c.clamp(min=1)
