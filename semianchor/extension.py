@@ -3,9 +3,11 @@
 ``semianchor._C`` is a plain shared library whose static initialisers register the
 ``torch.ops.semianchor.*`` schemas (``TORCH_LIBRARY``) and one implementation per backend
 (``TORCH_LIBRARY_IMPL``, CPU and, when built with nvcc, CUDA). It is loaded explicitly here, never
-as a side effect of an unrelated import; the Python wrappers in :mod:`semianchor.layers` ask
-:func:`has_ops` whether a kernel exists for the device at hand and otherwise fall back to the
-pure-PyTorch ``*_reference`` functions (with a one-time warning).
+as a side effect of an unrelated import, and its Python-side fake kernels and autocast rules
+(:mod:`semianchor._meta_registrations`) are registered right after. The Python wrappers in
+:mod:`semianchor.layers` ask :func:`has_ops` whether a kernel exists for the device at hand and
+otherwise fall back to the pure-PyTorch ``*_reference`` functions (with a one-time warning). This
+module imports nothing from :mod:`semianchor.layers`: the dependency runs one way, layers to here.
 
 With the environment variable ``SEMIANCHOR_REQUIRE_EXT=1`` (set by ``make test`` and so by CI) a
 missing or unloadable ``_C`` is an error instead: :func:`load_ops` raises, and the kernel tests
@@ -20,6 +22,8 @@ import warnings
 from typing import Optional, Union
 
 import torch
+
+from . import _meta_registrations
 
 __all__ = ["OP_NAMES", "REQUIRE_ENV", "extension_required", "has_ops", "load_ops", "load_error"]
 
@@ -61,9 +65,7 @@ def load_ops() -> bool:
         except (ImportError, OSError) as e:  # not built, or built against another torch
             _state["loaded"], _state["error"] = False, e
         else:
-            from .layers import _registration
-
-            _registration.register_python_kernels()
+            _meta_registrations.register_python_kernels()
             _state["loaded"] = True
     if not _state["loaded"] and extension_required():
         raise RuntimeError(
@@ -118,5 +120,5 @@ def warn_fallback_once(op: str, device: Union[str, torch.device]) -> None:
         f"semianchor._C has no {key[1]} kernel for {op}{reason}; using the slower, dense "
         f"pure-PyTorch reference {op}_reference. Build the extension with `make install`.",
         RuntimeWarning,
-        stacklevel=3,
+        stacklevel=4,  # the op wrapper (this, use_kernel, dispatch, the wrapper)
     )

@@ -25,6 +25,8 @@ from typing import Callable, Dict, Optional, Sequence, Tuple, Union
 
 import torch
 
+from .reference import OPS as REFERENCE_OPS
+
 __all__ = [
     "CHECKED_DEVICE_TYPES",
     "KERNELS_ENV",
@@ -104,79 +106,65 @@ def _fixed_case(device: torch.device) -> Dict[str, torch.Tensor]:
     return {k: v.to(device) for k, v in case.items()}
 
 
-def _iou_after_regression(kernel, c, ref):
-    args = (c["anchors"], c["regression"], c["gt_boxes"], c["gt_counts"], None)
-    coder = dict(
-        box_coder="deltas", weights=[10.0, 10.0, 5.0, 5.0], scale_clamp=math.log(1000 / 16)
-    )
-    if ref:
-        from .iou_after_regression import iou_after_regression_reference
-
-        return iou_after_regression_reference(*args, **coder)
-    return kernel(*args, coder["box_coder"], coder["weights"], coder["scale_clamp"], None)
+# Per op, the schema arguments of its check on the fixed case. The kernel and its reference
+# (:data:`semianchor.layers.reference.OPS`) are called with the same arguments.
+def _atss_candidates_args(c):
+    return (c["anchors"], c["gt_boxes"], c["gt_counts"], LEVELS, 3, 1, [])
 
 
-def _atss_candidates(kernel, c, ref):
-    if ref:
-        from .atss import atss_candidates_reference
-
-        return atss_candidates_reference(
-            c["anchors"], LEVELS, c["gt_boxes"], c["gt_counts"], topk=3, anchors_per_location=1
-        )
-    return kernel(c["anchors"], c["gt_boxes"], c["gt_counts"], LEVELS, 3, 1, [])
+def _atss_assign_args(c):
+    cand_idx, cand_iou = REFERENCE_OPS["atss_candidates"](*_atss_candidates_args(c))
+    return (cand_idx, cand_iou, c["anchors"], c["gt_boxes"], c["gt_counts"], 0.01)
 
 
-def _atss_assign(kernel, c, ref):
-    from .atss import atss_assign_reference, atss_candidates_reference
-
-    cand_idx, cand_iou = atss_candidates_reference(
-        c["anchors"], LEVELS, c["gt_boxes"], c["gt_counts"], topk=3, anchors_per_location=1
-    )
-    args = (cand_idx, cand_iou, c["anchors"], c["gt_boxes"], c["gt_counts"])
-    if ref:
-        return atss_assign_reference(*args, center_eps=0.01)
-    return kernel(*args, 0.01)
-
-
-def _max_iou_match(kernel, c, ref):
-    args = (c["anchors"], c["gt_boxes"], c["gt_counts"])
-    if ref:
-        from .max_iou_match import max_iou_match_reference
-
-        return max_iou_match_reference(
-            *args, thresholds=(0.3, 0.5), labels=(0, -1, 1), allow_low_quality_matches=True
-        )
-    return kernel(*args, LEVELS, [0.3, 0.5], [0, -1, 1], True, True)
-
-
-def _topn_iou_match(kernel, c, ref):
-    args = (c["anchors"], c["gt_boxes"], c["gt_counts"])
-    if ref:
-        from .max_iou_match import topn_iou_match_reference
-
-        return topn_iou_match_reference(*args, 4)
-    return kernel(*args, LEVELS, 4, True)
-
-
-def _soft_nms(kernel, c, ref):
-    args = (c["nms_boxes"], c["nms_scores"], c["nms_classes"])
-    if ref:
-        from .soft_nms import soft_nms_reference
-
-        return soft_nms_reference(
-            *args, method="linear", iou_threshold=0.3, sigma=0.5, min_score=0.001, max_kept=-1
-        )
-    return kernel(*args, "linear", 0.3, 0.5, 0.001, -1)
-
-
-# op -> (runner(kernel, case, reference: bool) -> outputs, names of the outputs)
+# op -> (the arguments of its check on the case, names of the outputs)
 CHECKS: Dict[str, Tuple[Callable, Sequence[str]]] = {
-    "iou_after_regression": (_iou_after_regression, ("pred_boxes", "iou", "giou", "gt_index")),
-    "atss_candidates": (_atss_candidates, ("cand_idx", "cand_iou")),
-    "atss_assign": (_atss_assign, ("matched_gt", "matched_score", "threshold")),
-    "max_iou_match": (_max_iou_match, ("matched_idx", "match_labels", "max_iou")),
-    "topn_iou_match": (_topn_iou_match, ("matched_gt", "iou")),
-    "soft_nms": (_soft_nms, ("keep", "scores")),
+    "iou_after_regression": (
+        lambda c: (
+            c["anchors"],
+            c["regression"],
+            c["gt_boxes"],
+            c["gt_counts"],
+            None,
+            "deltas",
+            [10.0, 10.0, 5.0, 5.0],
+            math.log(1000 / 16),
+            None,
+        ),
+        ("pred_boxes", "iou", "giou", "gt_index"),
+    ),
+    "atss_candidates": (_atss_candidates_args, ("cand_idx", "cand_iou")),
+    "atss_assign": (_atss_assign_args, ("matched_gt", "matched_score", "threshold")),
+    "max_iou_match": (
+        lambda c: (
+            c["anchors"],
+            c["gt_boxes"],
+            c["gt_counts"],
+            LEVELS,
+            [0.3, 0.5],
+            [0, -1, 1],
+            True,
+            True,
+        ),
+        ("matched_idx", "match_labels", "max_iou"),
+    ),
+    "topn_iou_match": (
+        lambda c: (c["anchors"], c["gt_boxes"], c["gt_counts"], LEVELS, 4, True),
+        ("matched_gt", "iou"),
+    ),
+    "soft_nms": (
+        lambda c: (
+            c["nms_boxes"],
+            c["nms_scores"],
+            c["nms_classes"],
+            "linear",
+            0.3,
+            0.5,
+            0.001,
+            -1,
+        ),
+        ("keep", "scores"),
+    ),
 }
 
 
@@ -205,12 +193,12 @@ def check_kernel(op: str, device: Union[str, torch.device], kernel: Optional[Cal
     if op not in CHECKS:
         raise ValueError(f"no self-check for op {op!r}; known: {sorted(CHECKS)}")
     device = torch.device(device)
-    runner, names = CHECKS[op]
+    make_args, names = CHECKS[op]
     kernel = kernel if kernel is not None else getattr(torch.ops.semianchor, op)
     with torch.no_grad():
-        case = _fixed_case(device)
-        got = runner(kernel, case, False)
-        want = runner(None, case, True)
+        args = make_args(_fixed_case(device))
+        got = kernel(*args)
+        want = REFERENCE_OPS[op](*args)
     problems = []
     for name, g, w in zip(names, got, want):
         diff = _difference(g.to(w.device), w)

@@ -21,98 +21,33 @@ Implementations (``impl``):
   well-trodden path there).
 
 The two agree to float rounding (the grid's normalisation to [-1, 1] and back rounds the sample
-positions in the last bits); :func:`deform_conv2d_reference` (explicit four-corner gathers, no
-coordinate normalisation) is the pure-PyTorch specification the tests hold both against.
+positions in the last bits); :func:`~semianchor.layers.deform_conv2d_reference` (explicit
+four-corner gathers, no coordinate normalisation) is the pure-PyTorch specification the tests hold
+both against.
 
 Scope: one offset group, one weight group, no modulation mask (what the feature alignment of PADet
 uses); anything else is a ValueError rather than a silently different result.
 """
 
-from typing import Optional, Tuple, Union
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["DEFORM_CONV_IMPLS", "deform_conv2d", "deform_conv2d_reference"]
+from ._validation import IntPair, check_deform_conv2d
+from .reference.deform_conv import sample_positions
+
+__all__ = ["DEFORM_CONV_IMPLS", "deform_conv2d"]
 
 DEFORM_CONV_IMPLS = ("auto", "sampled", "torchvision")
-
-IntPair = Union[int, Tuple[int, int]]
-
-
-def _pair(value: IntPair, name: str) -> Tuple[int, int]:
-    pair = (value, value) if isinstance(value, int) else tuple(int(v) for v in value)
-    if len(pair) != 2:
-        raise ValueError(f"deform_conv2d: {name} must be an int or a pair, got {value!r}")
-    return pair
-
-
-def _check(input, offset, weight, bias, stride, padding, dilation):
-    """Shapes, dtypes and devices of a DCNv1 call; returns the (stride, padding, dilation) pairs
-    and (kh, kw, Ho, Wo)."""
-    stride, padding = _pair(stride, "stride"), _pair(padding, "padding")
-    dilation = _pair(dilation, "dilation")
-    if input.dim() != 4 or weight.dim() != 4 or offset.dim() != 4:
-        raise ValueError(
-            "deform_conv2d: input (N, C, H, W), offset (N, 2 kh kw, Ho, Wo) and weight "
-            f"(O, C, kh, kw) must be 4-D, got {tuple(input.shape)}, {tuple(offset.shape)}, "
-            f"{tuple(weight.shape)}"
-        )
-    N, C, H, W = input.shape
-    O, Cw, kh, kw = weight.shape
-    if Cw != C:
-        raise ValueError(
-            f"deform_conv2d: weight has {Cw} input channels, input has {C} (groups are not "
-            "supported)"
-        )
-    if min(stride) < 1 or min(dilation) < 1 or min(padding) < 0:
-        raise ValueError(
-            f"deform_conv2d: stride {stride} and dilation {dilation} must be >= 1, padding "
-            f"{padding} >= 0"
-        )
-    Ho = (H + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
-    Wo = (W + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
-    if Ho < 1 or Wo < 1:
-        raise ValueError(f"deform_conv2d: empty output {Ho}x{Wo} for input {H}x{W}")
-    if tuple(offset.shape) != (N, 2 * kh * kw, Ho, Wo):
-        raise ValueError(
-            f"deform_conv2d: offset must be (N, 2 kh kw, Ho, Wo) = {(N, 2 * kh * kw, Ho, Wo)} "
-            f"(one offset group), got {tuple(offset.shape)}"
-        )
-    tensors = [input, offset, weight] + ([bias] if bias is not None else [])
-    if len({t.dtype for t in tensors}) != 1 or len({t.device for t in tensors}) != 1:
-        raise ValueError(
-            "deform_conv2d: input, offset, weight and bias must share dtype and device, got "
-            f"{[(t.dtype, str(t.device)) for t in tensors]}"
-        )
-    if not input.is_floating_point():
-        raise ValueError(f"deform_conv2d: floating-point tensors expected, got {input.dtype}")
-    if bias is not None and tuple(bias.shape) != (O,):
-        raise ValueError(f"deform_conv2d: bias must be ({O},), got {tuple(bias.shape)}")
-    return (stride, padding, dilation), (kh, kw, Ho, Wo)
-
-
-def _sample_positions(offset, kh, kw, Ho, Wo, stride, padding, dilation):
-    """(N, K, Ho, Wo) y and x sample positions in input pixels, K = kh * kw taps."""
-    N = offset.shape[0]
-    K = kh * kw
-    kwargs = dict(device=offset.device, dtype=offset.dtype)
-    base_y = torch.arange(Ho, **kwargs) * stride[0] - padding[0]
-    base_x = torch.arange(Wo, **kwargs) * stride[1] - padding[1]
-    tap_y = torch.arange(kh, **kwargs).repeat_interleave(kw) * dilation[0]
-    tap_x = torch.arange(kw, **kwargs).repeat(kh) * dilation[1]
-    off = offset.view(N, K, 2, Ho, Wo)
-    y = base_y.view(1, 1, Ho, 1) + tap_y.view(1, K, 1, 1) + off[:, :, 0]
-    x = base_x.view(1, 1, 1, Wo) + tap_x.view(1, K, 1, 1) + off[:, :, 1]
-    return y, x
 
 
 def _deform_conv2d_sampled(input, offset, weight, bias, kh, kw, Ho, Wo, stride, padding, dilation):
     N, C, H, W = input.shape
     O = weight.shape[0]
     K = kh * kw
-    y, x = _sample_positions(offset, kh, kw, Ho, Wo, stride, padding, dilation)
+    y, x = sample_positions(offset, kh, kw, Ho, Wo, stride, padding, dilation)
     # grid_sample, align_corners=False: pixel i of a side of S pixels is at normalised
     # (2 i + 1) / S - 1. The input is zero-padded at the bottom and right to power-of-two sides
     # (zeros there are what the image's outside reads as anyway), so that the normalisation and
@@ -132,7 +67,7 @@ def _deform_conv2d_sampled(input, offset, weight, bias, kh, kw, Ho, Wo, stride, 
 
 
 def _deform_conv2d_sampled_op(input, offset, weight, bias, stride, padding, dilation):
-    (stride, padding, dilation), (kh, kw, Ho, Wo) = _check(
+    (stride, padding, dilation), (kh, kw, Ho, Wo) = check_deform_conv2d(
         input, offset, weight, bias, stride, padding, dilation
     )
     return _deform_conv2d_sampled(
@@ -172,7 +107,7 @@ def deform_conv2d(
     """
     if impl not in DEFORM_CONV_IMPLS:
         raise ValueError(f"deform_conv2d: impl must be one of {DEFORM_CONV_IMPLS}, got {impl!r}")
-    (stride, padding, dilation), (kh, kw, Ho, Wo) = _check(
+    (stride, padding, dilation), (kh, kw, Ho, Wo) = check_deform_conv2d(
         input, offset, weight, bias, stride, padding, dilation
     )
     if impl == "auto":
@@ -186,40 +121,3 @@ def deform_conv2d(
     return torch.ops.semianchor.deform_conv2d(
         input, offset, weight, bias, stride, padding, dilation
     )
-
-
-def deform_conv2d_reference(
-    input: Tensor,
-    offset: Tensor,
-    weight: Tensor,
-    bias: Optional[Tensor] = None,
-    stride: IntPair = 1,
-    padding: IntPair = 0,
-    dilation: IntPair = 1,
-) -> Tensor:
-    """The specification (module doc), written as four explicit corner gathers per sample: slow,
-    differentiable, no coordinate normalisation."""
-    (stride, padding, dilation), (kh, kw, Ho, Wo) = _check(
-        input, offset, weight, bias, stride, padding, dilation
-    )
-    N, C, H, W = input.shape
-    K = kh * kw
-    y, x = _sample_positions(offset, kh, kw, Ho, Wo, stride, padding, dilation)
-    y0, x0 = torch.floor(y), torch.floor(x)
-    ly, lx = y - y0, x - x0  # in [0, 1): the weights of the far corners
-    flat = input.reshape(N, C, H * W)
-    cols = 0
-    for dy, dx in ((0, 0), (0, 1), (1, 0), (1, 1)):
-        yy, xx = y0 + dy, x0 + dx
-        # bilinear weight of this corner (linear in y and x, so the gradient at an integer
-        # position is the one-sided one of the lower corner, as torchvision's); 0 outside
-        wgt = (ly if dy else 1 - ly) * (lx if dx else 1 - lx)
-        inside = (yy >= 0) & (yy <= H - 1) & (xx >= 0) & (xx <= W - 1)
-        index = (yy.clamp(0, H - 1) * W + xx.clamp(0, W - 1)).long().view(N, 1, -1)
-        values = torch.gather(flat, 2, index.expand(N, C, index.shape[-1]))
-        cols = cols + values * (wgt * inside).view(N, 1, -1)
-    # (N, C, K * Ho * Wo) -> (N, C * K, Ho * Wo)
-    cols = cols.view(N, C * K, Ho * Wo)
-    out = torch.matmul(weight.reshape(weight.shape[0], C * K), cols)
-    out = out.view(N, -1, Ho, Wo)
-    return out if bias is None else out + bias.view(1, -1, 1, 1)

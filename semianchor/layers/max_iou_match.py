@@ -50,73 +50,24 @@ from typing import Optional, Sequence, Tuple
 
 import torch
 
-from ._utils import (
+from ._dispatch import dispatch
+from ._validation import (
     as_float_boxes,
+    as_levels,
+    check_finite,
+    check_gt_values,
     check_gts,
     check_same_device,
-    check_values_in_python,
-    use_kernel,
+    device_of,
 )
-from .iou_after_regression import box_area, pairwise_iou_giou
 
-__all__ = [
-    "iou_match_levels",
-    "max_iou_match",
-    "max_iou_match_reference",
-    "pairwise_iou_d2",
-    "topn_iou_match",
-    "topn_iou_match_reference",
-]
-
-
-def pairwise_iou_d2(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
-    """(M, 4) x (R, 4) -> (M, R) float32 IoU, operation for operation detectron2's
-    ``pairwise_iou`` (unclamped areas, 0 where the intersection is not positive)."""
-    area1 = (boxes1[:, 2] - boxes1[:, 0]) * (boxes1[:, 3] - boxes1[:, 1])
-    area2 = (boxes2[:, 2] - boxes2[:, 0]) * (boxes2[:, 3] - boxes2[:, 1])
-    wh = torch.min(boxes1[:, None, 2:], boxes2[:, 2:]) - torch.max(
-        boxes1[:, None, :2], boxes2[:, :2]
-    )
-    inter = wh.clamp(min=0).prod(dim=2)
-    return torch.where(inter > 0, inter / (area1[:, None] + area2 - inter), torch.zeros_like(inter))
-
-
-def iou_match_levels(anchors: torch.Tensor, num_anchors_per_level=None, grid: bool = True):
-    """The levels the kernels see (inspection and tests; needs the compiled extension).
-
-    Args:
-        anchors: (R, 4) or (N, R, 4); num_anchors_per_level, grid: as :func:`max_iou_match`.
-
-    Returns:
-        Per anchor set (1, or N for per-image anchors) a list of levels, each a dict with
-        ``begin``, ``count`` and ``grid``: None (scanned anchor by anchor) or ``(W, H, A)``.
-    """
-    from .. import extension
-
-    if not extension.load_ops():
-        raise RuntimeError(f"semianchor._C is not available: {extension.load_error()!r}")
-    anchors = as_float_boxes(anchors, "anchors", "(R, 4) or (N, R, 4)", (2, 3)).cpu()
-    levels = [] if num_anchors_per_level is None else [int(n) for n in num_anchors_per_level]
-    plan = torch.ops.semianchor.iou_match_plan(anchors, levels, bool(grid))
-    out = []
-    for per_set in plan.tolist():
-        out.append(
-            [
-                {
-                    "begin": int(p[0]),
-                    "count": int(p[1]),
-                    "grid": (int(p[2]), int(p[3]), int(p[4])) if p[2] > 0 else None,
-                }
-                for p in per_set
-                if p[1] > 0
-            ]
-        )
-    return out
+__all__ = ["max_iou_match", "topn_iou_match"]
 
 
 def _validate(anchors, gt_boxes, gt_counts, num_anchors_per_level, values):
+    """Anchors, GTs and levels as the two ops' schemas take them, validated."""
     anchors = as_float_boxes(anchors, "anchors", "(R, 4) or (N, R, 4)", (2, 3))
-    gt_boxes, gt_counts = check_gts(gt_boxes, gt_counts, values=values)
+    gt_boxes, gt_counts = check_gts(gt_boxes, gt_counts, values=False)
     N = gt_boxes.shape[0]
     if anchors.dim() == 3 and anchors.shape[0] != N:
         raise ValueError(
@@ -124,23 +75,11 @@ def _validate(anchors, gt_boxes, gt_counts, num_anchors_per_level, values):
             f"{tuple(anchors.shape)}"
         )
     check_same_device(gt_boxes.device, anchors=anchors)
-    if values and not bool(torch.isfinite(anchors).all()):
-        raise ValueError("anchors holds non-finite coordinates")
     R = anchors.shape[-2]
-    if num_anchors_per_level is None:
-        levels = []
-    else:
-        try:
-            levels = [int(n) for n in num_anchors_per_level]
-        except TypeError:
-            raise ValueError(
-                f"num_anchors_per_level must be a sequence of ints, got {num_anchors_per_level!r}"
-            ) from None
-        if any(n < 0 for n in levels) or sum(levels) != R:
-            raise ValueError(
-                f"num_anchors_per_level must be non-negative and sum to R = {R} anchors, got "
-                f"{levels} (sum {sum(levels)})"
-            )
+    levels = [] if num_anchors_per_level is None else as_levels(num_anchors_per_level, R)
+    if values:
+        check_finite(anchors, "anchors holds non-finite coordinates")
+        check_gt_values(gt_boxes, gt_counts)
     return anchors, gt_boxes, gt_counts, levels
 
 
@@ -205,68 +144,17 @@ def max_iou_match(
     """
     thresholds, labels = _validate_matcher(thresholds, labels)
     grid = _check_grid(grid)
-    if not isinstance(gt_boxes, torch.Tensor):
-        raise ValueError(
-            f"gt_boxes must be a torch.Tensor of shape (N, M, 4), got {type(gt_boxes).__name__}"
-        )
-    kernel = use_kernel("max_iou_match", gt_boxes.device)
-    anchors, gt_boxes, gt_counts, levels = _validate(
-        anchors,
-        gt_boxes,
-        gt_counts,
-        num_anchors_per_level,
-        values=check_values_in_python(kernel, gt_boxes.device),
+    return dispatch(
+        "max_iou_match",
+        device_of(gt_boxes, "gt_boxes", "(N, M, 4)"),
+        lambda values: (
+            *_validate(anchors, gt_boxes, gt_counts, num_anchors_per_level, values),
+            thresholds,
+            labels,
+            bool(allow_low_quality_matches),
+            grid,
+        ),
     )
-    allow = bool(allow_low_quality_matches)
-    if kernel:
-        return torch.ops.semianchor.max_iou_match(
-            anchors, gt_boxes, gt_counts, levels, thresholds, labels, allow, grid
-        )
-    return max_iou_match_reference(
-        anchors,
-        gt_boxes,
-        gt_counts,
-        thresholds=thresholds,
-        labels=labels,
-        allow_low_quality_matches=allow,
-    )
-
-
-@torch.no_grad()
-def max_iou_match_reference(
-    anchors,
-    gt_boxes,
-    gt_counts,
-    num_anchors_per_level=None,
-    *,
-    thresholds=(0.4, 0.5),
-    labels=(0, -1, 1),
-    allow_low_quality_matches=True,
-):
-    """Pure-PyTorch specification of :func:`max_iou_match`: per image the dense (M, R) IoU
-    matrix and detectron2's ``Matcher`` steps, transcribed. Inputs are assumed validated."""
-    N, R = gt_boxes.shape[0], anchors.shape[-2]
-    device = gt_boxes.device
-    matched = torch.zeros((N, R), dtype=torch.int64, device=device)
-    match_labels = torch.full((N, R), int(labels[0]), dtype=torch.int8, device=device)
-    max_iou = torch.zeros((N, R), dtype=torch.float32, device=device)
-    bounds = [-float("inf"), *[float(t) for t in thresholds], float("inf")]
-    for n in range(N):
-        m = int(gt_counts[n])
-        if m == 0 or R == 0:
-            continue  # detectron2's empty-matrix default
-        a = anchors[n] if anchors.dim() == 3 else anchors
-        iou = pairwise_iou_d2(gt_boxes[n, :m].float(), a.float())  # (M, R)
-        vals, idx = iou.max(dim=0)
-        lab = torch.ones(R, dtype=torch.int8, device=device)
-        for label, low, high in zip(labels, bounds[:-1], bounds[1:]):
-            lab[(vals >= low) & (vals < high)] = int(label)
-        if allow_low_quality_matches:
-            best = iou.max(dim=1).values
-            _, r = torch.nonzero(iou == best[:, None], as_tuple=True)
-            lab[r] = 1
-        matched[n], match_labels[n], max_iou[n] = idx, lab, vals
-    return matched, match_labels, max_iou
 
 
 @torch.no_grad()
@@ -295,55 +183,12 @@ def topn_iou_match(
     grid = _check_grid(grid)
     if isinstance(topn, bool) or not isinstance(topn, int) or topn < 0:
         raise ValueError(f"topn must be an int >= 0, got {topn!r}")
-    if not isinstance(gt_boxes, torch.Tensor):
-        raise ValueError(
-            f"gt_boxes must be a torch.Tensor of shape (N, M, 4), got {type(gt_boxes).__name__}"
-        )
-    kernel = use_kernel("topn_iou_match", gt_boxes.device)
-    anchors, gt_boxes, gt_counts, levels = _validate(
-        anchors,
-        gt_boxes,
-        gt_counts,
-        num_anchors_per_level,
-        values=check_values_in_python(kernel, gt_boxes.device),
+    return dispatch(
+        "topn_iou_match",
+        device_of(gt_boxes, "gt_boxes", "(N, M, 4)"),
+        lambda values: (
+            *_validate(anchors, gt_boxes, gt_counts, num_anchors_per_level, values),
+            topn,
+            grid,
+        ),
     )
-    if kernel:
-        return torch.ops.semianchor.topn_iou_match(anchors, gt_boxes, gt_counts, levels, topn, grid)
-    return topn_iou_match_reference(anchors, gt_boxes, gt_counts, topn)
-
-
-@torch.no_grad()
-def topn_iou_match_reference(anchors, gt_boxes, gt_counts, topn, num_anchors_per_level=None):
-    """Pure-PyTorch specification of :func:`topn_iou_match`: the dense (M, R) code of
-    ``topn_iou_assignment`` (semianchor's IoU, equal to detectron2's on non-overflowing boxes).
-    Inputs are assumed validated."""
-    N, R = gt_boxes.shape[0], anchors.shape[-2]
-    device = gt_boxes.device
-    matched = torch.full((N, R), -1, dtype=torch.int64, device=device)
-    best_iou = torch.zeros((N, R), dtype=torch.float32, device=device)
-    n_top = min(int(topn), R)
-    if n_top == 0:
-        return matched, best_iou
-    for i in range(N):
-        m = int(gt_counts[i])
-        if m == 0:
-            continue
-        a = (anchors[i] if anchors.dim() == 3 else anchors).float()
-        g = gt_boxes[i, :m].float()
-        iou, _ = pairwise_iou_giou(
-            g[:, None], box_area(g)[:, None], a[None], box_area(a)[None], with_giou=False
-        )  # (M, R)
-        # value of the N-th best anchor per GT; everything strictly above it is in, and of the
-        # anchors equal to it the lowest indices fill the remaining places (deterministic).
-        kth = iou.topk(n_top, dim=1).values[:, -1:]  # (M, 1)
-        above = iou > kth
-        at = iou == kth
-        remaining = n_top - above.sum(dim=1, keepdim=True)
-        selected = above | (at & (at.cumsum(dim=1) <= remaining))
-        selected &= iou > 0
-        cand = torch.where(selected, iou, torch.full_like(iou, -1.0))
-        val, gt_idx = cand.max(dim=0)  # first maximal index: ties -> lowest GT index
-        pos = val > 0
-        matched[i] = torch.where(pos, gt_idx, torch.full_like(gt_idx, -1))
-        best_iou[i] = torch.where(pos, val, torch.zeros_like(val))
-    return matched, best_iou

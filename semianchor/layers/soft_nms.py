@@ -12,23 +12,22 @@ from typing import Optional, Tuple
 
 import torch
 
-from ._utils import (
+from ._dispatch import dispatch
+from ._validation import (
     as_float_boxes,
     as_index_tensor,
+    check_finite,
     check_same_device,
-    check_values_in_python,
-    use_kernel,
+    device_of,
 )
-from .iou_after_regression import box_area, pairwise_iou_giou
 
-__all__ = ["soft_nms", "soft_nms_reference", "SOFT_NMS_METHODS"]
+__all__ = ["soft_nms", "SOFT_NMS_METHODS"]
 
 SOFT_NMS_METHODS = ("linear", "gaussian", "hard")
 
 
-def _validate(
-    boxes, scores, classes, method, iou_threshold, sigma, min_score, max_kept, values=True
-):
+def _validate(boxes, scores, classes, method, iou_threshold, sigma, min_score, max_kept, values):
+    """The schema arguments of ``torch.ops.semianchor.soft_nms``, validated."""
     boxes = as_float_boxes(boxes, "boxes", "(R, 4)", (2,))
     R = boxes.shape[0]
     if not isinstance(scores, torch.Tensor):
@@ -57,12 +56,10 @@ def _validate(
         raise ValueError(f"min_score must be finite and >= 0, got {min_score}")
     if isinstance(max_kept, bool) or not isinstance(max_kept, int) or max_kept < -1:
         raise ValueError(f"max_kept must be an int, -1 (all) or >= 0, got {max_kept!r}")
-    if values and R:
-        if not bool(torch.isfinite(boxes).all()):
-            raise ValueError("boxes holds non-finite coordinates")
-        if not bool(torch.isfinite(scores).all()):
-            raise ValueError("scores holds non-finite values")
-    return boxes, scores, classes, iou_threshold, sigma, min_score
+    if values:
+        check_finite(boxes, "boxes holds non-finite coordinates")
+        check_finite(scores, "scores holds non-finite values")
+    return boxes, scores, classes, method, iou_threshold, sigma, min_score, max_kept
 
 
 @torch.no_grad()
@@ -114,90 +111,14 @@ def soft_nms(
     :func:`~semianchor.layers.pairwise_iou_giou`. ``iou_threshold``, ``sigma`` and ``min_score``
     are rounded to float32 and every comparison and product is float32 (so an IoU of exactly
     0.7 meets ``iou_threshold=0.7``); ``exp`` is evaluated in float64 and rounded once. The
-    CPU / CUDA kernels and :func:`soft_nms_reference` therefore return identical results.
-    Kernels: O(R) memory, O(sum over classes of n_c * picks_c) time (at most
+    CPU / CUDA kernels and :func:`~semianchor.layers.soft_nms_reference` therefore return
+    identical results. Kernels: O(R) memory, O(sum over classes of n_c * picks_c) time (at most
     O(R^2) for one class). Not differentiable.
     """
-    if not isinstance(boxes, torch.Tensor):
-        raise ValueError(
-            f"boxes must be a torch.Tensor of shape (R, 4), got {type(boxes).__name__}"
-        )
-    kernel = use_kernel("soft_nms", boxes.device)
-    boxes, scores, classes, iou_threshold, sigma, min_score = _validate(
-        boxes,
-        scores,
-        classes,
-        method,
-        iou_threshold,
-        sigma,
-        min_score,
-        max_kept,
-        values=check_values_in_python(kernel, boxes.device),
+    return dispatch(
+        "soft_nms",
+        device_of(boxes, "boxes", "(R, 4)"),
+        lambda values: _validate(
+            boxes, scores, classes, method, iou_threshold, sigma, min_score, max_kept, values
+        ),
     )
-    if kernel:
-        return torch.ops.semianchor.soft_nms(
-            boxes, scores, classes, method, iou_threshold, sigma, min_score, max_kept
-        )
-    return soft_nms_reference(
-        boxes,
-        scores,
-        classes,
-        method=method,
-        iou_threshold=iou_threshold,
-        sigma=sigma,
-        min_score=min_score,
-        max_kept=max_kept,
-    )
-
-
-@torch.no_grad()
-def soft_nms_reference(
-    boxes,
-    scores,
-    classes=None,
-    *,
-    method="linear",
-    iou_threshold=0.3,
-    sigma=0.5,
-    min_score=0.001,
-    max_kept=-1,
-):
-    """Pure-PyTorch specification of :func:`soft_nms`: one Algorithm 1 run over all classes (a
-    pick only rescores boxes of its own class), one vectorised step over the R boxes per pick.
-    O(R) memory, O(R * P) time. Inputs are assumed validated (float32 / int64)."""
-    R = boxes.shape[0]
-    device = boxes.device
-    cls = classes if classes is not None else torch.zeros(R, dtype=torch.long, device=device)
-    dead = torch.tensor(-math.inf, device=device)
-    # The parameters as float32 0-dim tensors: every comparison and division is float32, as in the
-    # kernels (a Python float would leave the rounding of the scalar to the backend).
-    f32 = dict(dtype=torch.float32, device=device)
-    thr_t = torch.tensor(iou_threshold, **f32)
-    sigma_t = torch.tensor(sigma, **f32)
-    min_t = torch.tensor(min_score, **f32)
-    live_score = torch.where(scores < min_t, dead, scores)
-    areas = box_area(boxes)
-    limit = R if max_kept < 0 else max_kept
-    keep, kept = [], []
-    while len(keep) < limit and R:
-        i = int(torch.argmax(live_score))  # first maximal value: ties -> lowest index
-        s = live_score[i].clone()
-        if bool(s == dead):
-            break
-        keep.append(i)
-        kept.append(s)
-        live_score[i] = dead
-        iou, _ = pairwise_iou_giou(boxes[i], areas[i], boxes, areas, with_giou=False)
-        if method == "gaussian":
-            factor = torch.exp((-(iou * iou) / sigma_t).double()).float()
-            new = live_score * factor
-        else:
-            hit = iou >= thr_t
-            decayed = live_score * (1 - iou) if method == "linear" else torch.zeros_like(iou)
-            new = torch.where(hit, decayed, live_score)
-        rescore = (cls == cls[i]) & (live_score != dead)
-        new = torch.where(new < min_t, dead, new)
-        live_score = torch.where(rescore, new, live_score)
-    keep_t = torch.tensor(keep, dtype=torch.long, device=device)
-    kept_t = torch.stack(kept) if kept else scores.new_zeros((0,))
-    return keep_t, kept_t

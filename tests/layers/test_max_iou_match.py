@@ -572,7 +572,9 @@ def test_visit_finds_every_overlap_once_for_any_thread_split(seed):
         for lv, grid in ((levels, True), (None, True), (levels, False)):
             for step in (1, 7, 128):
                 parts = [
-                    torch.ops.semianchor.iou_match_visit(anchors, boxes[m], lv or [], grid, s, step)
+                    torch.ops.semianchor._iou_match_visit(
+                        anchors, boxes[m], lv or [], grid, s, step
+                    )
                     for s in range(step)
                 ]
                 idx = torch.cat([p[0] for p in parts])

@@ -7,6 +7,7 @@ import torch
 
 from semianchor import extension
 from semianchor.layers import (
+    _selfcheck,
     atss_assign,
     atss_candidate_stats,
     atss_candidate_stats_reference,
@@ -14,6 +15,9 @@ from semianchor.layers import (
     infer_level_grids,
     iou_after_regression,
     iou_after_regression_reference,
+    max_iou_match,
+    soft_nms,
+    topn_iou_match,
 )
 
 from .helpers import grid_anchors, needs_kernel_on, random_batch
@@ -180,6 +184,8 @@ def test_reference_runs_without_the_extension():
         (lambda a, l, g, c, r: atss_candidates(a, l, g, c + 100), "gt_counts"),
         (lambda a, l, g, c, r: atss_candidates(a, l, g, c.float()), "gt_counts"),
         (lambda a, l, g, c, r: atss_candidates(a, l, g, c, topk=0), "topk"),
+        (lambda a, l, g, c, r: atss_candidates(a, l, g, c, grid=[0.0] * 3), "grid"),
+        (lambda a, l, g, c, r: atss_candidates(a, l, g, c, grid="exhaustive"), "grid"),
         (
             lambda a, l, g, c, r: atss_candidates(
                 a, l, g.index_fill(1, torch.tensor([0]), float("inf")), c.clamp(min=1)
@@ -344,3 +350,59 @@ def test_required_extension_turns_kernel_test_skips_into_failures():
     strict = _run_blocked(code, require=True)
     assert strict.returncode != 0, strict.stdout[-2000:]
     assert "SEMIANCHOR_REQUIRE_EXT is set but semianchor._C cannot be loaded" in strict.stdout
+
+
+def _bad_values():
+    """Calls whose inputs have the right shapes but wrong values, each with the argument named."""
+    anchors, levels, gt, counts, reg = _inputs()
+    n_gt = gt.shape[1]
+    inf_gt = gt.index_fill(1, torch.tensor([0]), float("inf"))
+    inf_anchors = anchors.index_fill(0, torch.tensor([3]), float("nan"))
+    idx, iou = atss_candidates(anchors, levels, gt, counts)
+    used = idx[0, 0, 0].item() >= 0 and counts[0] > 0
+    assert used  # so the non-finite score below is read
+    nan_iou = iou.clone()
+    nan_iou[0, 0, 0] = float("nan")
+    big_idx = idx.clone()
+    big_idx[1, 0, 2] = anchors.shape[0] + 7
+    bad_matched = torch.zeros(reg.shape[:2], dtype=torch.long)
+    bad_matched[1, 5] = n_gt + 3
+    boxes, scores = anchors[:20], reg[0, :20, 0].sigmoid()
+    return {
+        "atss_candidates counts": lambda: atss_candidates(anchors, levels, gt, counts + n_gt + 1),
+        "atss_candidates gt": lambda: atss_candidates(anchors, levels, inf_gt, counts.clamp(min=1)),
+        "atss_candidates anchors": lambda: atss_candidates(inf_anchors, levels, gt, counts),
+        "atss_assign cand_idx": lambda: atss_assign(big_idx, iou, anchors, gt, counts),
+        "atss_assign cand_scores": lambda: atss_assign(idx, nan_iou, anchors, gt, counts),
+        "iou_after_regression matched_gt": lambda: iou_after_regression(
+            anchors, reg, gt, counts, bad_matched
+        ),
+        "iou_after_regression anchors": lambda: iou_after_regression(inf_anchors, reg, gt, counts),
+        "max_iou_match anchors": lambda: max_iou_match(inf_anchors, gt, counts, levels),
+        "max_iou_match counts": lambda: max_iou_match(
+            anchors, gt, counts.index_fill(0, torch.tensor([1]), -1), levels
+        ),
+        "topn_iou_match gt": lambda: topn_iou_match(anchors, inf_gt, counts.clamp(min=1), 3),
+        "soft_nms boxes": lambda: soft_nms(
+            boxes.index_fill(0, torch.tensor([2]), -float("inf")), scores
+        ),
+        "soft_nms scores": lambda: soft_nms(
+            boxes, scores.index_fill(0, torch.tensor([4]), float("nan"))
+        ),
+    }
+
+
+@needs_kernel
+@pytest.mark.parametrize("case", sorted(_bad_values()))
+def test_kernel_and_reference_reject_bad_values_with_the_same_message(case, monkeypatch):
+    """The CPU kernels check the values in C++, the wrappers check them in Python for every other
+    path: the user sees the same ValueError either way."""
+    call = _bad_values()[case]
+    monkeypatch.delenv(_selfcheck.KERNELS_ENV, raising=False)
+    with pytest.raises(ValueError) as kernel:
+        call()
+    monkeypatch.setenv(_selfcheck.KERNELS_ENV, "reference")
+    with pytest.raises(ValueError) as reference:
+        call()
+    assert str(kernel.value) == str(reference.value)
+    assert case.split()[1] in str(reference.value)

@@ -1,6 +1,6 @@
 // Schemas of the semianchor operators. Implementations register per backend in
 // <op>/<op>_cpu.cpp and <op>/<op>_cuda.cu; fake (meta) kernels and autocast rules are registered
-// in Python (semianchor/layers/_registration.py). Semantics: semianchor/layers/*.py docstrings.
+// in Python (semianchor/_meta_registrations.py). Semantics: semianchor/layers/*.py docstrings.
 #include <Python.h>
 #include <torch/library.h>
 
@@ -37,10 +37,10 @@ TORCH_LIBRARY(semianchor, m) {
   // Inspection helper of the two ops above (CPU only, not in extension.OP_NAMES): the visit plan
   // the kernels build, (S, L, 10) float64, see csrc/iou_match.h.
   m.def("iou_match_plan(Tensor anchors, int[] num_anchors_per_level, bool grid) -> Tensor");
-  // ... and the (anchor, IoU > 0) pairs one GT's visit yields for the cooperating thread `start`
-  // of `step` (the CUDA kernels' block split, run on the CPU for testing).
+  // ... and, private to the tests (leading underscore), the (anchor, IoU > 0) pairs one GT's visit
+  // yields for the cooperating thread `start` of `step` (the CUDA kernels' block split, on CPU).
   m.def(
-      "iou_match_visit(Tensor anchors, Tensor gt_box, int[] num_anchors_per_level, bool grid, "
+      "_iou_match_visit(Tensor anchors, Tensor gt_box, int[] num_anchors_per_level, bool grid, "
       "int start, int step) -> (Tensor anchor_idx, Tensor iou)");
   m.def(
       "soft_nms(Tensor boxes, Tensor scores, Tensor? classes, str method, float iou_threshold, "

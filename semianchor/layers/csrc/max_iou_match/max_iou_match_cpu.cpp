@@ -193,7 +193,7 @@ std::tuple<at::Tensor, at::Tensor> iou_match_visit_cpu(const at::Tensor& anchors
 TORCH_LIBRARY_IMPL(semianchor, CPU, m) {
   m.impl("max_iou_match", &max_iou_match_cpu);
   m.impl("iou_match_plan", &iou_match_plan_cpu);
-  m.impl("iou_match_visit", &iou_match_visit_cpu);
+  m.impl("_iou_match_visit", &iou_match_visit_cpu);
 }
 
 }  // namespace semianchor

@@ -1,7 +1,7 @@
 // Soft-NMS (Bodla et al. 2017, Algorithm 1) shared by the CPU and CUDA kernels of
 // semianchor::soft_nms: argument checks and the per-box rescoring step. The arithmetic matches
-// semianchor/layers/soft_nms.py (soft_nms_reference) operation for operation, so the three agree
-// bit-for-bit. Semantics: the soft_nms docstring.
+// soft_nms_reference (semianchor/layers/reference/soft_nms.py) operation for operation, so the
+// three agree bit-for-bit. Semantics: the soft_nms docstring.
 #pragma once
 
 #include <ATen/core/Tensor.h>

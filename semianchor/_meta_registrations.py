@@ -1,7 +1,9 @@
 """Python-side registrations of the ``torch.ops.semianchor`` operators: fake (meta) kernels, so the
 ops trace under FakeTensor / torch.compile / ``torch.library.opcheck``, and autocast rules (fp16 and
-bf16 inputs are computed in fp32). Called by :func:`semianchor.extension.load_ops` once ``_C`` is
-loaded, because the schemas must exist first."""
+bf16 inputs are computed in fp32). :func:`semianchor.extension.load_ops` calls
+:func:`register_python_kernels` once ``_C`` is loaded, because the schemas must exist first. This
+module depends on torch only, so the extension loader needs nothing from :mod:`semianchor.layers`.
+"""
 
 import torch
 
