@@ -3,14 +3,14 @@
 
 Every model is the CPU quickstart model (R-18-FPN, 64-channel FPN and head, 4 classes, from
 scratch; ``configs/quickstart/*_R18_shapes.py``; FCOS and the Noisy-Anchor Faster R-CNN, which have
-no quickstart config, get the same recipe here). The Noisy-Anchor RPN is a two-stage detector:
-Detectron2's Faster R-CNN (the same config with Detectron2's RPN) is its baseline row. PADet keeps
-its own network (the R-18 encoder at width 0.25 + 64-channel decoder of its quickstart config: the
-method is the architecture), with and without the feature alignment module, and with
-torchvision's deformable conv for reference. Input: the same ``--batch`` images of the embedded
-shapes training split (256 px, or resized to ``--image-size``; no augmentation), the same for
-every model. One step = ``model(batch)``, ``sum(losses).backward()``, ``optimizer.step()`` (SGD,
-momentum 0.9), timed with ``time.perf_counter`` and split by timers around the modules' hooks:
+no quickstart config, get the same recipe, shrink_to_quickstart). The Noisy-Anchor RPN is a
+two-stage detector: Detectron2's Faster R-CNN (the same config with Detectron2's RPN) is its
+baseline row. PADet keeps its own network (the R-18 encoder at width 0.25 + 64-channel decoder of
+its quickstart config: the method is the architecture), with and without the feature alignment
+module, and with torchvision's deformable conv for reference. Input: the same ``--batch`` images of
+the embedded shapes training split (256 px, or resized to ``--image-size``; no augmentation), the
+same for every model. One step = ``model(batch)``, ``sum(losses).backward()``, ``optimizer.step()``
+(SGD, momentum 0.9), timed with ``time.perf_counter`` and split by timers around the modules' hooks:
 
     forward    backbone (forward hooks on ``model.backbone``) + head (on ``model.head``; for
                Faster R-CNN the RPN head, the box head and the box predictor)
@@ -47,12 +47,12 @@ from detectron2.config import LazyCall as L  # noqa: E402
 from detectron2.config import LazyConfig, instantiate  # noqa: E402
 from detectron2.data import DatasetCatalog, DatasetMapper  # noqa: E402
 from detectron2.data import transforms as T  # noqa: E402
-from detectron2.layers import ShapeSpec  # noqa: E402
 from detectron2.modeling.matcher import Matcher  # noqa: E402
 from detectron2.modeling.proposal_generator import RPN  # noqa: E402
 from detectron2.utils.events import EventStorage  # noqa: E402
 
 import semianchor.data  # noqa: E402,F401  (registers the embedded splits)
+from semianchor.model_zoo import shrink_to_quickstart  # noqa: E402
 
 QS = "configs/quickstart/"
 NOISY_RCNN = "configs/COCO-Detection/noisy_anchor_faster_rcnn_R_50_FPN_1x.py"
@@ -74,35 +74,11 @@ MODELS = {
 }
 
 
-def quickstart_recipe(model, rcnn: bool):
-    """The quickstart shrink (configs/common/quickstart.py) for a COCO config that has no
-    quickstart twin (FCOS, Noisy-Anchor Faster R-CNN)."""
-    keys = ("bottom_up", "fpn_channels", "res5_channels", "pixel_std", "num_classes")
-    keys += ("head_input_shape", "head_conv_dims")
-    qs = dict(zip(keys, LazyConfig.load(os.path.join(REPO, "configs/common/quickstart.py"), keys)))
-    channels = qs["fpn_channels"]
-    model.backbone.bottom_up = qs["bottom_up"]
-    model.backbone.out_channels = channels
-    model.pixel_std = qs["pixel_std"]
-    if rcnn:  # its FPN starts at P2
-        model.backbone.bottom_up.out_features = ["res2", "res3", "res4", "res5"]
-        model.proposal_generator.head.in_channels = channels
-        model.roi_heads.num_classes = qs["num_classes"]
-        model.roi_heads.box_head.input_shape = ShapeSpec(channels=channels, height=7, width=7)
-        model.roi_heads.box_head.fc_dims = [channels, channels]
-        model.roi_heads.box_predictor.input_shape = ShapeSpec(channels=channels)
-        return model
-    model.head.input_shape = qs["head_input_shape"]
-    model.head.conv_dims = qs["head_conv_dims"]
-    model.num_classes = qs["num_classes"]
-    return model
-
-
 def build_model(name: str):
     path, overrides = MODELS[name]
     cfg = LazyConfig.load(os.path.join(REPO, path))
     if not path.startswith(QS) and "/projects/" not in "/" + path:
-        cfg.model = quickstart_recipe(cfg.model, rcnn="roi_heads" in cfg.model)
+        cfg.model = shrink_to_quickstart(cfg.model)  # FCOS, Faster R-CNN: no quickstart config
     for key, value in overrides.items():
         if key == "proposal_generator":  # Detectron2's RPN: the Noisy-Anchor config's baseline
             rpn = cfg.model.proposal_generator

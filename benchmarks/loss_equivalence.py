@@ -42,12 +42,11 @@ sys.path.insert(0, REPO)
 from detectron2.config import LazyConfig, instantiate  # noqa: E402
 from detectron2.data import DatasetCatalog, DatasetMapper  # noqa: E402
 from detectron2.data import transforms as T  # noqa: E402
-from detectron2.layers import ShapeSpec  # noqa: E402
 from detectron2.utils.events import EventStorage  # noqa: E402
 
 import semianchor.data  # noqa: E402,F401  (registers the embedded splits)
+from semianchor.model_zoo import shrink_to_quickstart  # noqa: E402
 
-CHANNELS = 64
 NUM_CLASSES = 4  # the shapes classes
 
 # method -> config: the COCO-Detection configs are shrunk by ``shrink``; the quickstart configs
@@ -64,27 +63,11 @@ METHODS = {
 }
 
 
-def shrink(model, rcnn: bool):
-    stages = model.backbone.bottom_up.stages
-    stages.depth = 18
-    stages.pop("stride_in_1x1", None)
-    stages.norm = "BN"
-    model.backbone.bottom_up.stem.norm = "BN"
-    model.backbone.bottom_up.freeze_at = 0
-    model.backbone.out_channels = CHANNELS
-    if rcnn:
-        model.proposal_generator.head.in_channels = CHANNELS
-        model.roi_heads.num_classes = NUM_CLASSES
-        model.roi_heads.box_head.input_shape = ShapeSpec(channels=CHANNELS, height=7, width=7)
-        model.roi_heads.box_head.fc_dims = [CHANNELS, CHANNELS]
-        model.roi_heads.box_predictor.input_shape = ShapeSpec(channels=CHANNELS)
-        return model
-    if model.backbone.top_block.get("in_feature", "res5") == "res5":
-        model.backbone.top_block.in_channels = 512
-    model.head.input_shape = [ShapeSpec(channels=CHANNELS)] * 5
-    model.head.conv_dims = [CHANNELS] * 2
-    model.num_classes = NUM_CLASSES
-    if "iters_per_epoch" in model:  # DLA: the alpha schedule of a 20-iteration run
+def shrink(model):
+    """The quickstart model at test size (``shrink_to_quickstart`` with a 2-conv head and the
+    config's pixel std), with DLA's alpha schedule that of a 20-iteration run."""
+    shrink_to_quickstart(model, num_classes=NUM_CLASSES, head_convs=2, pixel_std=None)
+    if "iters_per_epoch" in model:
         model.iters_per_epoch = 5.0
         model.max_iter = 20
     return model
@@ -120,7 +103,7 @@ def run(method: str, iters: int, overrides=(), paired_fam_impl=None, mode="traje
     weights stay the seeded initialisation (see the module docstring)."""
     cfg = LazyConfig.load(os.path.join(REPO, METHODS[method]))
     if "/quickstart/" not in METHODS[method]:
-        cfg.model = shrink(cfg.model, rcnn="roi_heads" in cfg.model)
+        cfg.model = shrink(cfg.model)
     cfg = LazyConfig.apply_overrides(cfg, list(overrides))
     torch.manual_seed(0)
     model = instantiate(cfg.model)

@@ -6,6 +6,9 @@ Each filter names one message and the module that emits it, so any other warning
   (reached through ``detectron2.layers``); nothing in semianchor scripts.
 - ``torch.meshgrid`` UserWarning (no ``indexing=``): Detectron2's ``DefaultAnchorGenerator``
   (``_create_grid_offsets``); semianchor's own meshgrid calls pass ``indexing``.
+- ``pkg_resources`` deprecation UserWarning: ``detectron2.model_zoo`` imports it, and the configs
+  take Detectron2's common configs through ``detectron2.model_zoo.get_config`` (imported by a
+  config, the warning names ``detectron2.config.lazy``, whose import hook runs the import).
 - "No CUDA runtime is found, using CUDA_HOME=..." (a log record of ``torch.utils.cpp_extension``,
   imported by Detectron2's ``collect_env_info`` in ``default_setup``): only dropped on a machine
   without CUDA, where it says nothing a CPU run needs.
@@ -45,6 +48,12 @@ def install_dependency_noise_filters() -> None:
         r"it will be required to pass the indexing",
         category=UserWarning,
         module=r"torch\.functional",
+    )
+    warnings.filterwarnings(
+        "ignore",
+        message=r"pkg_resources is deprecated as an API",
+        category=UserWarning,
+        module=r"detectron2\.(model_zoo\.model_zoo|config\.lazy)",  # a config's import: lazy.py
     )
     if not torch.cuda.is_available():
         logging.getLogger("torch.utils.cpp_extension").addFilter(_NoCudaRuntimeFilter())

@@ -3,15 +3,21 @@
 from semianchor import model_zoo
 cfg = model_zoo.get_config("COCO-Detection/atss_R_50_FPN_1x.py")       # LazyConfig
 cfg = model_zoo.get_config("yacs/ATSS_R_50_FPN_1x.yaml")                # yacs CfgNode
+
+and shrink a COCO-Detection R-50-FPN model to the CPU quickstart model, the one recipe of
+``configs/quickstart/*_R18_shapes.py``, the tests and the benchmarks::
+
+cfg.model = model_zoo.shrink_to_quickstart(cfg.model)
 """
 
 import os
 
 from detectron2.config import LazyConfig, get_cfg
+from detectron2.layers import ShapeSpec
 
 from .config import add_semianchor_config
 
-__all__ = ["get_config_file", "get_config"]
+__all__ = ["get_config_file", "get_config", "shrink_to_quickstart", "shrink_yacs_to_quickstart"]
 
 
 def _config_root() -> str:
@@ -40,4 +46,85 @@ def get_config(config_path: str):
         return LazyConfig.load(path)
     cfg = add_semianchor_config(get_cfg())
     cfg.merge_from_file(path)
+    return cfg
+
+
+# The CPU quickstart model: R-18 trained from scratch (nothing to download), 64-channel FPN/head
+QUICKSTART_DEPTH = 18
+QUICKSTART_RES5_CHANNELS = 512  # R-18's C5 width (RetinaNet's P6 is computed from C5)
+QUICKSTART_CHANNELS = 64
+QUICKSTART_NUM_CLASSES = 4  # the embedded shapes dataset: rectangle, ellipse, triangle, ring
+QUICKSTART_HEAD_CONVS = 4
+# ImageNet std (BGR, 0-255): the COCO configs' std of 1 matches MSRA's Caffe R-50 weights, which a
+# model trained from scratch does not load
+IMAGENET_BGR256_STD = [57.375, 57.120, 58.395]
+
+
+def shrink_to_quickstart(
+    model,
+    num_classes: int = QUICKSTART_NUM_CLASSES,
+    head_convs: int = QUICKSTART_HEAD_CONVS,
+    pixel_std=IMAGENET_BGR256_STD,
+):
+    """Shrink a LazyConfig R-50-FPN model (``cfg.model`` of a ``configs/COCO-Detection`` config)
+    in place to the CPU quickstart model and return it: R-18 with BN everywhere and nothing
+    frozen (trained from scratch), a 64-channel FPN, then for a one-stage detector a head of
+    ``head_convs`` 64-channel convs on P3-P7, for a Faster R-CNN a 64-channel RPN head and a
+    64-d two-fc box head, ``num_classes`` classes, and ``pixel_std`` (None keeps the config's).
+
+    The quickstart configs use the defaults; the tests and ``benchmarks/loss_equivalence.py``
+    use a 2-conv head and keep the config's std."""
+    bottom_up = model.get("backbone", {}).get("bottom_up")
+    if bottom_up is None or "stages" not in bottom_up or "stem" not in bottom_up:
+        raise ValueError(
+            "shrink_to_quickstart needs a ResNet-FPN model config (model.backbone.bottom_up with "
+            f"stem and stages); got backbone {model.get('backbone')!r}"
+        )
+    bottom_up.stem.norm = "BN"
+    bottom_up.stages.depth = QUICKSTART_DEPTH
+    bottom_up.stages.pop("stride_in_1x1", None)  # R-18's basic blocks have no 1x1 conv
+    bottom_up.stages.norm = "BN"
+    bottom_up.freeze_at = 0
+    model.backbone.out_channels = QUICKSTART_CHANNELS
+    if "roi_heads" in model:
+        model.proposal_generator.head.in_channels = QUICKSTART_CHANNELS
+        model.roi_heads.num_classes = num_classes
+        model.roi_heads.box_head.input_shape = ShapeSpec(
+            channels=QUICKSTART_CHANNELS, height=7, width=7
+        )
+        model.roi_heads.box_head.fc_dims = [QUICKSTART_CHANNELS] * 2
+        model.roi_heads.box_predictor.input_shape = ShapeSpec(channels=QUICKSTART_CHANNELS)
+    else:
+        top_block = model.backbone.get("top_block")
+        if top_block is not None and top_block.get("in_feature", "res5") == "res5":
+            top_block.in_channels = QUICKSTART_RES5_CHANNELS  # from P5 it follows out_channels
+        model.head.input_shape = [ShapeSpec(channels=QUICKSTART_CHANNELS)] * 5  # P3-P7
+        model.head.conv_dims = [QUICKSTART_CHANNELS] * head_convs
+        model.num_classes = num_classes
+    if pixel_std is not None:
+        model.pixel_std = list(pixel_std)
+    return model
+
+
+def shrink_yacs_to_quickstart(
+    cfg,
+    num_classes: int = QUICKSTART_NUM_CLASSES,
+    head_convs: int = QUICKSTART_HEAD_CONVS,
+    pixel_std=IMAGENET_BGR256_STD,
+):
+    """``shrink_to_quickstart`` for a yacs config (after ``add_semianchor_config``) of a semianchor
+    dense detector or a Faster R-CNN: the same modules, and no weights to load."""
+    cfg.MODEL.RESNETS.DEPTH = QUICKSTART_DEPTH
+    cfg.MODEL.RESNETS.RES2_OUT_CHANNELS = 64  # R-18/34 require it
+    cfg.MODEL.RESNETS.NORM = "BN"
+    cfg.MODEL.BACKBONE.FREEZE_AT = 0
+    cfg.MODEL.FPN.OUT_CHANNELS = QUICKSTART_CHANNELS
+    cfg.MODEL.SEMIANCHOR.HEAD.NUM_CONVS = head_convs
+    cfg.MODEL.SEMIANCHOR.NUM_CLASSES = num_classes
+    if cfg.MODEL.META_ARCHITECTURE == "GeneralizedRCNN":
+        cfg.MODEL.ROI_HEADS.NUM_CLASSES = num_classes
+        cfg.MODEL.ROI_BOX_HEAD.FC_DIM = QUICKSTART_CHANNELS
+    if pixel_std is not None:
+        cfg.MODEL.PIXEL_STD = list(pixel_std)
+    cfg.MODEL.WEIGHTS = ""
     return cfg

@@ -239,9 +239,9 @@ def test_every_shipped_detector(config, static, tmp_path):
 
     cfg = LazyConfig.load(os.path.join(REPO, "configs", config))
     if "roi_heads" in cfg.model:
-        from .modeling.conftest import shrink_lazy_rcnn
+        from .modeling.conftest import shrink_lazy_model
 
-        shrink_lazy_rcnn(cfg.model)
+        shrink_lazy_model(cfg.model)
     weights = None
     if not static:
         weights = str(tmp_path / "model.pth")

@@ -241,12 +241,12 @@ def test_compute_assignment_noisy_anchor_rpn():
 
     from semianchor.engine.assignment import compute_assignment
 
-    from .modeling.conftest import make_batch, shrink_lazy_rcnn
+    from .modeling.conftest import make_batch, shrink_lazy_model
     from .modeling.test_noisy_anchor import LAZY_RCNN
 
     cfg = LazyConfig.load(os.path.join(REPO, LAZY_RCNN))
     torch.manual_seed(0)
-    model = instantiate(shrink_lazy_rcnn(cfg.model))
+    model = instantiate(shrink_lazy_model(cfg.model))
     batch = make_batch(2, size=64, empty=(1,))
     results = compute_assignment(model, batch)
     topn = model.proposal_generator.assigner.topn

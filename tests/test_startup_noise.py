@@ -10,6 +10,7 @@ NOISE = (
     "No CUDA runtime is found",
     "`torch.jit.script` is deprecated",
     "torch.meshgrid: in an upcoming release",
+    "pkg_resources is deprecated",
 )
 
 

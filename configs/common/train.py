@@ -1,19 +1,13 @@
-"""Training options read by tools/lazyconfig_train_net.py (Detectron2's model-zoo layout)."""
+"""Training options read by tools/lazyconfig_train_net.py: Detectron2's ``common/train.py`` with the
+device resolved at run time and a seed.
 
-train = dict(
-    output_dir="./output",
-    init_checkpoint="",
-    max_iter=90000,
-    amp=dict(enabled=False),  # Automatic Mixed Precision (CUDA only; ignored with a warning on CPU)
-    ddp=dict(  # options of DistributedDataParallel
-        broadcast_buffers=False,
-        find_unused_parameters=False,
-        fp16_compression=False,
-    ),
-    checkpointer=dict(period=5000, max_to_keep=100),  # options of PeriodicCheckpointer
-    eval_period=5000,  # evaluate every eval_period iterations and at the end; 0: only at the end
-    log_period=20,
-    # "auto": cuda when available, else cpu (resolved by the tool); or "cpu" / "cuda"
-    device="auto",
-    seed=-1,  # < 0: a random seed per run (logged); >= 0: seed + rank
-)
+``amp`` is CUDA only (ignored with a warning on CPU); ``eval_period``: evaluate every that many
+iterations and at the end, 0: only at the end.
+"""
+
+from detectron2.model_zoo import get_config
+
+train = get_config("common/train.py").train
+# "auto": cuda when available, else cpu (resolved by the tool); or "cpu" / "cuda"
+train.device = "auto"
+train.seed = -1  # < 0: a random seed per run (logged); >= 0: seed + rank

@@ -9,17 +9,7 @@ images), so the two differ only by what the ATSS paper changes.
 # isort: skip_file  (import order = the loaded config's top-level key order: keep it as written)
 from detectron2.config import LazyConfig
 
-from ..common.quickstart import (
-    bottom_up,
-    fpn_channels,
-    head_conv_dims,
-    head_input_shape,
-    lr,
-    num_classes,
-    pixel_std,
-    shapes_dataloader,
-    train_overrides,
-)
+from ..common.quickstart import lr, shapes_dataloader, shrink_to_quickstart, train_overrides
 from ..common.quickstart import lr_multiplier as quickstart_lr_multiplier
 
 model, dataloader, optimizer, lr_multiplier, train = LazyConfig.load_rel(
@@ -27,12 +17,7 @@ model, dataloader, optimizer, lr_multiplier, train = LazyConfig.load_rel(
     ("model", "dataloader", "optimizer", "lr_multiplier", "train"),
 )
 
-model.backbone.bottom_up = bottom_up
-model.backbone.out_channels = fpn_channels  # P6/P7 from P5 follow it
-model.head.input_shape = head_input_shape
-model.head.conv_dims = head_conv_dims
-model.num_classes = num_classes
-model.pixel_std = pixel_std
+shrink_to_quickstart(model)  # R-18 from scratch, 64-channel FPN/head, 4 classes
 model.anchor_generator.sizes = [[32], [64], [128], [256], [512]]
 dataloader = shapes_dataloader
 optimizer.lr = lr

@@ -11,16 +11,10 @@ norm-free head of the COCO config does not train from scratch in 300 CPU iterati
 from detectron2.config import LazyConfig
 
 from ..common.quickstart import (
-    bottom_up,
-    fpn_channels,
-    head_conv_dims,
-    head_input_shape,
     lr,
-    num_classes,
-    pixel_std,
-    res5_channels,
     retinanet_head_norm,
     shapes_dataloader,
+    shrink_to_quickstart,
     train_overrides,
 )
 from ..common.quickstart import lr_multiplier as quickstart_lr_multiplier
@@ -30,14 +24,8 @@ model, dataloader, optimizer, lr_multiplier, train = LazyConfig.load_rel(
     ("model", "dataloader", "optimizer", "lr_multiplier", "train"),
 )
 
-model.backbone.bottom_up = bottom_up
-model.backbone.out_channels = fpn_channels
-model.backbone.top_block.in_channels = res5_channels  # RetinaNet: P6 from C5
-model.head.input_shape = head_input_shape
-model.head.conv_dims = head_conv_dims
+shrink_to_quickstart(model)  # R-18 from scratch, 64-channel FPN/head, 4 classes
 model.head.norm = retinanet_head_norm  # GN: see configs/common/quickstart.py
-model.num_classes = num_classes
-model.pixel_std = pixel_std
 model.anchor_generator.sizes = [
     [x, x * 2 ** (1 / 3), x * 2 ** (2 / 3)] for x in [16, 32, 64, 128, 256]
 ]

@@ -1,4 +1,4 @@
-"""Tiny builders shared by the modeling tests: real configs, shrunk to R-18 / 32 channels."""
+"""Tiny builders shared by the modeling tests: real configs, shrunk to R-18 / 64 channels."""
 
 import os
 
@@ -6,60 +6,28 @@ import pytest
 import torch
 
 from detectron2.config import LazyConfig, get_cfg, instantiate
-from detectron2.layers import ShapeSpec
 from detectron2.structures import Boxes, Instances
 
 from semianchor.config import add_semianchor_config
+from semianchor.model_zoo import (
+    QUICKSTART_CHANNELS,
+    shrink_to_quickstart,
+    shrink_yacs_to_quickstart,
+)
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NUM_CLASSES = 3
-CHANNELS = 64  # GroupNorm(32, C) needs >= 2 channels per group on 1x1 maps
-
-
-def shrink_lazy_rcnn(model):
-    """Faster R-CNN with the same R-18 / 64-channel shrink and a 64-d box head, 3 classes."""
-    stages = model.backbone.bottom_up.stages
-    stages.depth = 18
-    stages.pop("stride_in_1x1", None)
-    stages.norm = "BN"
-    model.backbone.bottom_up.stem.norm = "BN"
-    model.backbone.bottom_up.freeze_at = 0
-    model.backbone.out_channels = CHANNELS
-    model.proposal_generator.head.in_channels = CHANNELS
-    model.roi_heads.num_classes = NUM_CLASSES
-    model.roi_heads.box_head.input_shape = ShapeSpec(channels=CHANNELS, height=7, width=7)
-    model.roi_heads.box_head.fc_dims = [CHANNELS, CHANNELS]
-    model.roi_heads.box_predictor.input_shape = ShapeSpec(channels=CHANNELS)
-    return model
+CHANNELS = QUICKSTART_CHANNELS  # GroupNorm(32, C) needs >= 2 channels per group on 1x1 maps
 
 
 def shrink_lazy_model(model):
-    """R-18 backbone with BN (from scratch), 64-channel FPN and a 2-conv head, 3 classes."""
-    stages = model.backbone.bottom_up.stages
-    stages.depth = 18
-    stages.pop("stride_in_1x1", None)
-    stages.norm = "BN"
-    model.backbone.bottom_up.stem.norm = "BN"
-    model.backbone.bottom_up.freeze_at = 0
-    model.backbone.out_channels = CHANNELS
-    if model.backbone.top_block.get("in_feature", "res5") == "res5":
-        model.backbone.top_block.in_channels = 512
-    model.head.input_shape = [ShapeSpec(channels=CHANNELS)] * 5
-    model.head.conv_dims = [CHANNELS] * 2
-    model.num_classes = NUM_CLASSES
-    return model
+    """The quickstart model (``shrink_to_quickstart``) at test size: a 2-conv head, 3 classes, the
+    config's pixel std; a Faster R-CNN gets the 64-channel RPN and box heads."""
+    return shrink_to_quickstart(model, num_classes=NUM_CLASSES, head_convs=2, pixel_std=None)
 
 
 def shrink_yacs(cfg):
-    cfg.MODEL.RESNETS.DEPTH = 18
-    cfg.MODEL.RESNETS.RES2_OUT_CHANNELS = 64
-    cfg.MODEL.RESNETS.STRIDE_IN_1X1 = True
-    cfg.MODEL.RESNETS.NORM = "BN"
-    cfg.MODEL.BACKBONE.FREEZE_AT = 0
-    cfg.MODEL.FPN.OUT_CHANNELS = CHANNELS
-    cfg.MODEL.SEMIANCHOR.HEAD.NUM_CONVS = 2
-    cfg.MODEL.SEMIANCHOR.NUM_CLASSES = NUM_CLASSES
-    cfg.MODEL.WEIGHTS = ""
+    shrink_yacs_to_quickstart(cfg, num_classes=NUM_CLASSES, head_convs=2, pixel_std=None)
     cfg.MODEL.DEVICE = "cpu"
     return cfg
 

@@ -36,7 +36,6 @@ from .conftest import (
     make_batch,
     run_with_poisoned_regression,
     shrink_lazy_model,
-    shrink_lazy_rcnn,
     shrink_yacs,
 )
 
@@ -47,15 +46,13 @@ def _lazy_fpn(model):
 
 
 def _lazy_rcnn(model):
-    model = shrink_lazy_rcnn(model)
+    model = shrink_lazy_model(model)
     model.roi_heads.box_predictor.test_score_thresh = 0.0
     return model
 
 
 def _yacs_rcnn(cfg):
     shrink_yacs(cfg)
-    cfg.MODEL.ROI_HEADS.NUM_CLASSES = NUM_CLASSES
-    cfg.MODEL.ROI_BOX_HEAD.FC_DIM = CHANNELS
     cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.0
     return cfg
 

@@ -26,12 +26,10 @@ from semianchor.modeling.meta_arch.noisy_anchor import cleanliness_focal_loss
 from semianchor.modeling.proposal_generator import NoisyAnchorRPN
 
 from .conftest import (
-    CHANNELS,
     NUM_CLASSES,
     REPO,
     make_batch,
     shrink_lazy_model,
-    shrink_lazy_rcnn,
     shrink_yacs,
 )
 
@@ -335,15 +333,12 @@ def test_detector_losses_weight_positives_by_r(tiny_retinanet):
 
 
 # ---------------------------------------------------------------- RetinaNet end to end
-def yacs_build(rel_path, rcnn=False):
+def yacs_build(rel_path):
     from detectron2.modeling import build_model
 
     cfg = add_semianchor_config(get_cfg())
     cfg.merge_from_file(os.path.join(REPO, rel_path))
     shrink_yacs(cfg)
-    if rcnn:
-        cfg.MODEL.ROI_HEADS.NUM_CLASSES = NUM_CLASSES
-        cfg.MODEL.ROI_BOX_HEAD.FC_DIM = CHANNELS
     torch.manual_seed(0)
     return build_model(cfg)
 
@@ -424,11 +419,11 @@ def test_quickstart_config_differs_from_retinanet_baseline_only_by_the_model():
 def tiny_rcnn():
     cfg = LazyConfig.load(os.path.join(REPO, LAZY_RCNN))
     torch.manual_seed(0)
-    return instantiate(shrink_lazy_rcnn(cfg.model))
+    return instantiate(shrink_lazy_model(cfg.model))
 
 
 def test_rcnn_lazy_and_yacs_builds_agree(tiny_rcnn):
-    yacs = yacs_build(YACS_RCNN, rcnn=True)
+    yacs = yacs_build(YACS_RCNN)
     for m in (tiny_rcnn, yacs):
         assert isinstance(m.proposal_generator, NoisyAnchorRPN)
         assert isinstance(m.proposal_generator.assigner, CleanlinessAssigner)

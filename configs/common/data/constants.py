@@ -1,4 +1,8 @@
-"""Input normalisation constants of the ImageNet-pretrained backbones."""
+"""Input normalisation constants of the ImageNet-pretrained backbones (Detectron2's
+``common/data/constants.py``: MSRA R-50.pkl (Caffe) weights were trained with std 1 on BGR 0-255
+inputs), and the training-set sizes the configs use."""
+
+from detectron2.model_zoo import get_config
 
 # Training images the train loaders really use (filter_empty=True drops images without objects):
 # DLA's alpha schedule (Eq. 2) counts epochs of them. tools/lazyconfig_train_net.py replaces the
@@ -9,10 +13,4 @@ dataset_sizes = dict(
     bccd_train=292,  # BCCD (benchmarks/baselines_bccd.md): the quickstart COCO-json example
 )
 
-constants = dict(
-    imagenet_rgb256_mean=[123.675, 116.28, 103.53],
-    imagenet_rgb256_std=[58.395, 57.12, 57.375],
-    imagenet_bgr256_mean=[103.530, 116.280, 123.675],
-    # MSRA R-50.pkl (Caffe) weights were trained with std 1 on BGR 0-255 inputs
-    imagenet_bgr256_std=[1.0, 1.0, 1.0],
-)
+constants = get_config("common/data/constants.py").constants
