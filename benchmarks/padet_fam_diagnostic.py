@@ -11,7 +11,16 @@ The arms (``benchmarks/train_assigners.py`` methods, BCCD, 150 iterations, per s
   initialisation: the same function as no FAM (zero offsets), the same parameters and random
   initialisation of every other layer as the FAM arm. Its gap to ``padet_apm`` is what the
   initialisation alone does; its gap to ``padet_apm_fam`` is what the learned alignment does.
-- ``padet_apm_fam_offset_gradmul0p1`` (when run): the offset branch's gradient x 0.1.
+- ``padet_apm_fam_offset_gradmul0p1`` (when run): the offset branch's gradient x 0.1;
+- ``padet_apm`` started from the FAM arm's initial weights (``--write-fam-init`` writes them: the
+  FAM arm built with the run's seed as the trainer builds it, without the zero offset branch):
+  the no-FAM function and plain convolution with the FAM arm's random initialisation. With the
+  frozen-offset arm it separates the initial draw from the deformable convolution's arithmetic::
+
+      python benchmarks/padet_fam_diagnostic.py \\
+          --write-fam-init output/famctrl/fam_arm_init_seed0.pth
+      python benchmarks/train_assigners.py ... --name bccd_famdiag_init_from_fam --seed 0 \\
+          --methods padet_apm train.init_checkpoint=output/famctrl/fam_arm_init_seed0.pth
 
 Per FAM level the runs log (``FeatureAlignment``'s ``padet/fam<l>_offset_abs``, ``_offset_max``,
 ``_offset_grad``: mean and max |offset| in feature pixels, RMS of the loss gradient reaching the
@@ -123,16 +132,52 @@ def table(record: dict) -> str:
     return "\n".join(lines)
 
 
+def write_fam_init(path: str, seed: int = 0, num_classes: int = 3) -> int:
+    """The FAM arm's initial weights, built as the trainer builds them (``seed_all_rng(seed)``,
+    then the model), less the offset branch: a checkpoint for the no-FAM arm. Returns how many
+    tensors differ from the no-FAM arm's own initialisation at that seed."""
+    import sys
+
+    import torch
+
+    sys.path.insert(0, REPO)
+    from detectron2.config import LazyConfig, instantiate
+    from detectron2.utils.env import seed_all_rng
+
+    import semianchor  # noqa: F401
+
+    def initial(config):
+        cfg = LazyConfig.load(os.path.join(REPO, "projects/PADet/configs", config))
+        cfg.model.num_classes = num_classes
+        seed_all_rng(seed)
+        return instantiate(cfg.model).state_dict()
+
+    fam = initial("padet_apm_fam_offset_gradmul0_R18_coco_json.py")
+    fam = {k: v for k, v in fam.items() if ".f_loc." not in k and ".g_shape." not in k}
+    plain = initial("padet_apm_R18_coco_json.py")
+    if set(fam) != set(plain):
+        raise RuntimeError("the FAM arm's parameters (less F and G) are not the no-FAM arm's")
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    torch.save({"model": fam}, path)
+    return sum(not torch.equal(fam[k], plain[k]) for k in plain)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", default=os.path.join(REPO, "output", "bench"), help="run folders")
     p.add_argument("--results-dir", default=RESULTS)
-    p.add_argument("--names", nargs="+", required=True, help="result/run folder of each seed")
-    p.add_argument(
-        "--baseline-names", nargs="+", required=True, help="folder of each seed's padet_apm record"
-    )
+    p.add_argument("--names", nargs="+", help="result/run folder of each seed")
+    p.add_argument("--baseline-names", nargs="+", help="folder of each seed's padet_apm record")
     p.add_argument("--out")
+    p.add_argument("--write-fam-init", metavar="PATH", help="write the FAM arm's initial weights")
+    p.add_argument("--seed", type=int, default=0, help="with --write-fam-init")
     args = p.parse_args(argv)
+    if args.write_fam_init:
+        n = write_fam_init(args.write_fam_init, args.seed)
+        print(f"{args.write_fam_init}: {n} tensors differ from the no-FAM arm's initialisation")
+        return None
+    if not args.names or not args.baseline_names:
+        p.error("--names and --baseline-names are required (or --write-fam-init)")
     if len(args.names) != len(args.baseline_names):
         p.error("--names and --baseline-names need one folder per seed each")
     record = collect(args.runs, args.results_dir, args.names, args.baseline_names)

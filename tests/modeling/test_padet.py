@@ -22,7 +22,7 @@ from semianchor.modeling.assigners import AssignInputs, MaxIoUAssigner, StagedAs
 from semianchor.modeling.assigners.padet import PromotedAnchorAssigner, promoted_anchors
 from semianchor.modeling.backbone.encoder_decoder import EncoderDecoder, ResNetEncoder, VGG16Encoder
 from semianchor.modeling.box_coder import DeltaBoxCoder
-from semianchor.modeling.heads.padet_head import FeatureAlignment
+from semianchor.modeling.heads.padet_head import FeatureAlignment, PADetHead
 from semianchor.modeling.meta_arch.padet import PADet
 
 from .conftest import REPO, make_batch
@@ -202,6 +202,29 @@ def _fam_with_learned_offsets(offset_grad_mul=1.0):
         fam.f_loc.weight.copy_(torch.tensor([[[[0.5]], [[1.0]]], [[[-1.0]], [[0.25]]]]))
         fam.g_shape.bias.copy_(torch.linspace(-1.5, 1.5, 18))
     return fam
+
+
+@pytest.mark.parametrize("mode", ["implicit", "location", "shape", "concat", "disentangled"])
+def test_fam_twins_from_one_seed_start_from_the_same_weights(mode):
+    """The zero-initialised offset branch draws no random numbers: a FAM head and its no-FAM twin
+    built from one seed hold the same weights in every layer they share (so a Table 1/2 arm
+    differs from its twin by its module only), and the FAM adds only zeros."""
+    shapes = [ShapeSpec(channels=16)] * 3
+
+    def build(fam_mode):
+        torch.manual_seed(0)
+        return PADetHead(
+            input_shape=shapes, num_classes=K, num_anchors=[4, 4, 4], fam_mode=fam_mode
+        )
+
+    plain, fam = build("none").state_dict(), build(mode).state_dict()
+    assert plain.keys() <= fam.keys()
+    assert all(torch.equal(plain[k], fam[k]) for k in plain)
+    extra = [k for k in fam if k not in plain]
+    assert extra and all(not fam[k].any() for k in extra)
+    after_fam = torch.rand(1)  # the random stream after building the FAM head ...
+    build("none")
+    assert torch.equal(after_fam, torch.rand(1))  # ... is where the no-FAM build leaves it
 
 
 def test_fam_offset_grad_mul_scales_only_the_offset_branch_gradient():
