@@ -241,3 +241,13 @@ def test_pad_gt_instances_rejects_bad_boxes():
     )
     with pytest.raises(ValueError, match="x2 < x1"):
         pad_gt_instances([flipped])
+
+
+def test_location_index_is_int64_with_and_without_anchors():
+    """An index tensor even for an empty anchor set (no levels): int64, so it can index."""
+    inputs = make_inputs(LEVEL, [[[0, 0, 10, 10]]])
+    assert inputs.location_index().dtype == torch.int64
+    inputs.anchors, inputs.anchor_strides = torch.zeros(0, 4), torch.zeros(0)
+    inputs.num_anchors_per_level = []
+    index = inputs.location_index()
+    assert index.dtype == torch.int64 and index.shape == (0,)
