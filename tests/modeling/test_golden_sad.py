@@ -17,8 +17,6 @@ import torch
 from fvcore.nn import sigmoid_focal_loss
 from torchvision.ops import box_iou
 
-from detectron2.utils.events import EventStorage
-
 from semianchor.modeling.assigners import SADAssigner
 from semianchor.modeling.box_coder import DeltaBoxCoder
 from semianchor.modeling.heads.dense_head import HeadOutput
@@ -27,15 +25,13 @@ from semianchor.modeling.meta_arch.sad import noac_draw_seed
 
 from .golden_case import (
     ANCHORS_16_32,
-    GRID,
     FixedHead,
     assert_detections,
     detections,
     detector_kwargs,
     ema_first,
-    features,
     gt_instances,
-    head_maps,
+    logged_scalars,
     oracle_decode,
     sigmoid,
     softplus,
@@ -315,14 +311,6 @@ def test_without_ac_one_fixed_random_anchor_carries_the_location_probability():
 
 
 # ---------------------------------------------------------------- the training log
-def logged_scalars(model, flat, gts):
-    """The scalars one training step puts in the event storage."""
-    model.train()
-    with EventStorage(0) as storage:
-        model.forward_training(None, features([GRID]), head_maps(model, flat, [GRID]), gts)
-    return {k: v for k, (v, _) in storage.latest().items()}
-
-
 def test_the_logged_assignment_statistics():
     """Static anchors: 2 positive (0, 6), 6 background; locations: 2 positive (0, 3), 2
     background; mean mu_hat of the y_hat anchors 0, 1, 6; mean mu of the positive locations'
