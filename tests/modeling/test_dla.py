@@ -493,3 +493,8 @@ def test_quickstart_configs_use_the_fix_and_the_paper_config_the_plain_relu(lazy
     assert paper.head.regression_activation == "relu" and paper.cls_loss_weighting == "none"
     twin, _ = yacs_model("configs/yacs/DLA_R18_shapes.yaml")
     assert twin.head.regression_activation == "relu_straight_through"
+
+
+def test_dla_assigner_gamma_is_checked():
+    with pytest.raises(ValueError, match=r"^gamma must be >= 0, got -1.0$"):
+        DLAAssigner(gamma=-1.0)

@@ -320,3 +320,13 @@ def test_ablation_configs_build(path):
         assert cells[0] == s * a
     if "noac" in path:
         assert "ac" not in model.head_outputs
+
+
+def test_assigner_arguments_are_checked():
+    with pytest.raises(ValueError, match=r"^location_gamma must be None or in \[0, 1\), got 1.5$"):
+        SADAssigner(location_gamma=1.5)
+    for ranges in (((0.0, 64.0, 1.0),), ((64.0, 0.0),)):
+        with pytest.raises(ValueError, match=r"^fcos_size_ranges must be \(lo, hi\) with lo < hi"):
+            SADAssigner(location_rule="fcos", fcos_size_ranges=ranges)
+    with pytest.raises(ValueError, match=r"^fcos_center_radius must be > 0, got 0.0$"):
+        SADAssigner(location_rule="fcos_shrink", fcos_center_radius=0.0)
