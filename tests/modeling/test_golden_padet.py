@@ -334,3 +334,25 @@ def test_the_logged_assignment_statistics():
     assert set(got) == set(expected)
     for key, value in expected.items():
         assert got[key] == pytest.approx(value, rel=1e-6), key
+
+
+def test_the_apm_losses_need_an_initial_stage():
+    """Checked at construction and again at the loss (an assigner swapped in afterwards)."""
+    message = r"^PADet's APM losses need a StagedAssigner with an 'initial' stage$"
+    model = padet()
+    kwargs = dict(
+        **detector_kwargs(
+            model.head,
+            box_coder=DeltaBoxCoder(weights=W),
+            assigner=MaxIoUAssigner(thresholds=[0.3, 0.5], labels=[0, -1, 1]),
+            num_classes=K,
+            use_apm=True,
+            promote=True,
+            theta=0.01,
+        )
+    )
+    with pytest.raises(ValueError, match=message):
+        PADet(**kwargs)
+    model.assigner = MaxIoUAssigner(thresholds=[0.3, 0.5], labels=[0, -1, 1])
+    with pytest.raises(ValueError, match=message):
+        training_losses(model, train_flat(), [gt_instances([GT], [0])])
