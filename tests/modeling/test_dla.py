@@ -11,6 +11,7 @@ from detectron2.utils.events import EventStorage
 from semianchor.layers import decode_boxes
 from semianchor.modeling import DLA, DeltaBoxCoder, LTRBBoxCoder
 from semianchor.modeling.assigners import ATSSAssigner, DLAAssigner, dla_alpha, dla_metric
+from semianchor.modeling.assigners.dla import DLAAlphaSchedule
 from semianchor.modeling.heads.dla_head import DLAHead
 from semianchor.modeling.losses import pairwise_aligned_iou
 
@@ -498,3 +499,13 @@ def test_quickstart_configs_use_the_fix_and_the_paper_config_the_plain_relu(lazy
 def test_dla_assigner_gamma_is_checked():
     with pytest.raises(ValueError, match=r"^gamma must be >= 0, got -1.0$"):
         DLAAssigner(gamma=-1.0)
+
+
+def test_alpha_schedule_uses_its_alpha0_and_checks_max_iter():
+    """The schedule's own alpha0 (0.5, not the default 0.9), 10 iterations per epoch, T = 10."""
+    schedule = DLAAlphaSchedule()
+    schedule.init_alpha_schedule(0.5, None, 10, 100, None)
+    assert schedule.alpha_at(50) == pytest.approx(dla_alpha(5.0, 10.0, 0.5))
+    assert schedule.alpha_at(50) != pytest.approx(dla_alpha(5.0, 10.0))
+    with pytest.raises(ValueError, match=r"^max_iter must be > 0, got 0$"):
+        schedule.set_training_schedule(iters_per_epoch=10, max_iter=0)
