@@ -145,6 +145,14 @@ def training_losses(model, flat, gts, grids=(GRID,), iteration=0) -> Dict[str, f
     return {k: float(v) for k, v in losses.items()}
 
 
+def logged_scalars(model, flat, gts, grids=(GRID,), iteration=0) -> Dict[str, float]:
+    """The scalars one training step on hand-set predictions puts in the event storage."""
+    model.train()
+    with EventStorage(iteration) as storage:
+        model.forward_training(None, features(grids), head_maps(model, flat, grids), gts)
+    return {k: v for k, (v, _) in storage.latest().items()}
+
+
 def detections(model, flat, grids=(GRID,), size=(SIDE, SIDE)):
     """The model's inference on hand-set predictions: per image (boxes, scores, classes)."""
     model.eval()

@@ -293,3 +293,13 @@ def test_every_shipped_assigner_is_registered_and_builds_from_the_default_config
     assert type(build_assigner(cfg)).__name__ == "DLAAssigner"  # the config's name by default
     with pytest.raises(KeyError, match="unknown assigner name 'Nope'"):
         build_assigner(cfg, "Nope")
+
+
+def test_location_index_is_int64_with_and_without_anchors():
+    """An index tensor even for an empty anchor set (no levels): int64, so it can index."""
+    inputs = make_inputs(LEVEL, [[[0, 0, 10, 10]]])
+    assert inputs.location_index().dtype == torch.int64
+    inputs.anchors, inputs.anchor_strides = torch.zeros(0, 4), torch.zeros(0)
+    inputs.num_anchors_per_level = []
+    index = inputs.location_index()
+    assert index.dtype == torch.int64 and index.shape == (0,)

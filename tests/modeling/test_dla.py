@@ -218,7 +218,7 @@ def test_dla_assigner_needs_predictions_and_alpha():
         DLAAssigner()(inputs)
     inputs = hand_case()
     del inputs.extras["alpha"]
-    with pytest.raises(ValueError, match="alpha"):
+    with pytest.raises(ValueError, match=r"^DLAAssigner needs inputs.extras\['alpha'\] \(the DLA"):
         DLAAssigner()(inputs)
 
 
@@ -305,7 +305,8 @@ def test_alpha_needs_a_schedule_or_a_fixed_value(lazy_model):
     )
     model = tiny_dla(lazy_model, iters_per_epoch=None, max_iter=None)  # a model without one
     model.train()
-    with EventStorage(), pytest.raises(RuntimeError, match="set_training_schedule"):
+    message = r"set_training_schedule\(iters_per_epoch=len\(train dataset\) / total batch size, "
+    with EventStorage(), pytest.raises(RuntimeError, match=message):
         model(make_batch(1, size=64))
     model.fixed_alpha = 0.8
     with EventStorage(start_iter=50) as storage:
@@ -493,3 +494,19 @@ def test_quickstart_configs_use_the_fix_and_the_paper_config_the_plain_relu(lazy
     assert paper.head.regression_activation == "relu" and paper.cls_loss_weighting == "none"
     twin, _ = yacs_model("configs/yacs/DLA_R18_shapes.yaml")
     assert twin.head.regression_activation == "relu_straight_through"
+
+
+def test_dla_assigner_gamma_is_checked():
+    with pytest.raises(ValueError, match=r"^gamma must be >= 0, got -1.0$"):
+        DLAAssigner(gamma=-1.0)
+
+
+def test_alpha_schedule_uses_its_alpha0_and_checks_max_iter():
+    """The detector's own alpha0 (0.5, not the default 0.9), 10 iterations per epoch, T = 10."""
+    schedule = object.__new__(DLA)  # the schedule's state only: no network is needed
+    schedule.fixed_alpha, schedule.schedule_from_datasets, schedule.alpha0 = None, None, 0.5
+    schedule.set_training_schedule(iters_per_epoch=10, max_iter=100)
+    assert schedule.alpha_at(50) == pytest.approx(dla_alpha(5.0, 10.0, 0.5))
+    assert schedule.alpha_at(50) != pytest.approx(dla_alpha(5.0, 10.0))
+    with pytest.raises(ValueError, match=r"^max_iter must be > 0, got 0$"):
+        schedule.set_training_schedule(iters_per_epoch=10, max_iter=0)

@@ -36,6 +36,7 @@ from .golden_case import (
     detector_kwargs,
     ema_first,
     gt_instances,
+    logged_scalars,
     oracle_decode,
     sigmoid,
     softplus,
@@ -294,3 +295,24 @@ def test_dla_score_modes(mode):
     }[mode]
     expected = [(boxes[0].tolist(), score(0), 1), (boxes[1].tolist(), score(1), 0)]
     assert_detections(got, expected)
+
+
+@pytest.mark.parametrize("variant", ["deltas", "ltrb"])
+def test_dla_logged_assignment_statistics(variant):
+    """Two positives on the one level, their metric, prior IoU, score and predicted IoU; the
+    LTRB coder also logs its zero (dead ReLU) channel shares, overall and of the positives."""
+    got = logged_scalars(
+        dla(variant, fixed_alpha=0.5), flat(variant, "metric"), [gt_instances(GTS, GT_CLASSES)]
+    )
+    keys = {"dla_alpha", "num_pos_anchors", "num_pos_per_gt", "dla/pos_level_0"}
+    keys |= {f"dla/pos_{k}" for k in ("metric_mean", "weight_sum", "iou_prior", "score_mean")}
+    keys |= {"dla/pos_iou_pred", "dla/pos_degenerate"}
+    keys |= {"dla/loss_normalizer", "dla/loss_normalizer_weights"}
+    if variant == "ltrb":
+        for prefix in ("dla/ltrb", "dla/pos_ltrb"):
+            keys |= {f"{prefix}_zero"} | {f"{prefix}_{c}_zero" for c in "ltrb"}
+        keys.add("dla/pos_ltrb_all_zero")
+    assert set(got) == keys
+    assert got["num_pos_anchors"] == 2.0 and got["dla/pos_level_0"] == 1.0
+    assert got["dla/pos_weight_sum"] == pytest.approx(2 * got["dla/pos_metric_mean"])
+    assert got["dla/pos_degenerate"] == 0.0

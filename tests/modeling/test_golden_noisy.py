@@ -36,6 +36,7 @@ from .golden_case import (
     detector_kwargs,
     ema_first,
     gt_instances,
+    logged_scalars,
     oracle_decode,
     oracle_encode,
     sigmoid,
@@ -254,3 +255,19 @@ def test_rpn_losses(reweight):
     got = rpn_losses(rpn(dict(reweight=reweight)))
     assert got["loss_rpn_cls"] == pytest.approx(cls / 256, rel=1e-5)
     assert got["loss_rpn_loc"] == pytest.approx(box / 256, rel=1e-5)
+
+
+def test_the_logged_assignment_statistics():
+    """3 positives for 2 GTs; the cleanliness statistics of the positives, the largest weight."""
+    got = logged_scalars(noisy(), flat(), [gt_instances(GTS, GT_CLASSES)])
+    assert set(got) == {
+        "num_pos_anchors",
+        "num_pos_per_gt",
+        "noisy/mean_cleanliness",
+        "noisy/mean_loc_a",
+        "noisy/mean_cls_c",
+        "noisy/max_weight",
+        "noisy/loss_normalizer",
+    }
+    assert got["num_pos_anchors"] == 3.0 and got["num_pos_per_gt"] == 1.5
+    assert got["noisy/max_weight"] > 1.0 and 0 < got["noisy/mean_cleanliness"] < 1

@@ -33,6 +33,7 @@ from .golden_case import (
     detector_kwargs,
     ema_first,
     gt_instances,
+    logged_scalars,
     oracle_decode,
     oracle_encode,
     smooth_l1,
@@ -307,3 +308,51 @@ def test_fam_offsets_of_every_mode(mode):
     }[mode]
     got = fam(mode).offsets(x, apm_reg if mode not in ("none", "implicit") else None)
     torch.testing.assert_close(got.view(18), torch.tensor(expected))
+
+
+def test_the_logged_assignment_statistics():
+    """Initial stage: anchor 0 positive, the other 7 background; promoted stage: 2 positive, 4
+    background and 2 ignored by theta (of 6 non-positive); the trained counts after mining (det
+    ratio 1, APM ratio 3)."""
+    got = logged_scalars(padet(), train_flat(), [gt_instances([GT], [0])])
+    expected = {
+        "num_pos_anchors": 2.0,
+        "num_pos_per_gt": 2.0,
+        "padet/num_pos_initial": 1.0,
+        "padet/neg_per_pos_initial": 7.0,
+        "padet/num_pos_promoted": 2.0,
+        "padet/neg_per_pos_promoted": 2.0,
+        "padet/theta_ignored": 2.0,
+        "padet/theta_ignored_share": 2 / 6,
+        "padet/trained_pos_det": 2.0,
+        "padet/trained_neg_per_pos_det": 1.0,
+        "padet/trained_pos_apm": 1.0,
+        "padet/trained_neg_per_pos_apm": 3.0,
+        "padet/loss_normalizer": ema_first(2),
+        "padet/loss_normalizer_apm": ema_first(1),
+    }
+    assert set(got) == set(expected)
+    for key, value in expected.items():
+        assert got[key] == pytest.approx(value, rel=1e-6), key
+
+
+def test_the_apm_losses_need_an_initial_stage():
+    """Checked at construction and again at the loss (an assigner swapped in afterwards)."""
+    message = r"^PADet's APM losses need a StagedAssigner with an 'initial' stage$"
+    model = padet()
+    kwargs = dict(
+        **detector_kwargs(
+            model.head,
+            box_coder=DeltaBoxCoder(weights=W),
+            assigner=MaxIoUAssigner(thresholds=[0.3, 0.5], labels=[0, -1, 1]),
+            num_classes=K,
+            use_apm=True,
+            promote=True,
+            theta=0.01,
+        )
+    )
+    with pytest.raises(ValueError, match=message):
+        PADet(**kwargs)
+    model.assigner = MaxIoUAssigner(thresholds=[0.3, 0.5], labels=[0, -1, 1])
+    with pytest.raises(ValueError, match=message):
+        training_losses(model, train_flat(), [gt_instances([GT], [0])])

@@ -31,6 +31,7 @@ from .golden_case import (
     detector_kwargs,
     ema_first,
     gt_instances,
+    logged_scalars,
     oracle_decode,
     sigmoid,
     softplus,
@@ -307,3 +308,58 @@ def test_without_ac_one_fixed_random_anchor_carries_the_location_probability():
     assert boxes[0].tolist() in (BOX_A0, BOX_A1)
     for a, b in zip(first, again):
         torch.testing.assert_close(a, b)
+
+
+# ---------------------------------------------------------------- the training log
+def test_the_logged_assignment_statistics():
+    """Static anchors: 2 positive (0, 6), 6 background; locations: 2 positive (0, 3), 2
+    background; mean mu_hat of the y_hat anchors 0, 1, 6; mean mu of the positive locations'
+    anchors that were positive before regression (0, 6) and of those that were not (1, 7)."""
+    got = logged_scalars(sad(), train_flat(), [gt_instances(GTS, GT_CLASSES)])
+    mu = box_iou(oracle_decode(W, ANCHORS_16_32, REG), torch.tensor(GTS, dtype=torch.float32))
+    mu = mu.max(dim=1).values.tolist()
+    best0 = max(mu[0], mu[1])
+    mean_mu_hat = ((mu[0] / best0) ** 0.9 + (mu[1] / best0) ** 0.9 + 1.0) / 3
+    expected = {
+        "num_pos_anchors": 2.0,
+        "num_pos_per_gt": 1.0,
+        "sad/pos_per_gt_anchors": 1.0,
+        "sad/neg_per_pos_anchors": 3.0,
+        "sad/pos_per_gt_locations": 1.0,
+        "sad/neg_per_pos_locations": 1.0,
+        "sad/mean_mu_hat": mean_mu_hat,
+        "sad/iou_after_reg_pos_anchors": (mu[0] + mu[6]) / 2,
+        "sad/iou_after_reg_nonpos_anchors": (mu[1] + mu[7]) / 2,
+    }
+    for key, value in expected.items():
+        assert got[key] == pytest.approx(value, rel=1e-5), key
+
+
+def test_mean_mu_hat_is_logged_only_with_a_positive_ac_target():
+    """Every anchor moved away from its GT (IoU after regression < 0.5): the AC targets of the
+    positive locations are all background, so there is no mean mu_hat to log."""
+    flat = train_flat()
+    flat["reg"] = torch.tensor([[[5.0, 5.0, 0.0, 0.0]] * 8])
+    got = logged_scalars(sad(), flat, [gt_instances(GTS, GT_CLASSES)])
+    assert "sad/pos_per_gt_locations" in got and "sad/mean_mu_hat" not in got
+
+
+def test_noac_draw_seed_keys():
+    """The seed comes from image_id, else file_name, else the pixels: two images with one file
+    name share it, one image under two file names does not."""
+    image, other = torch.zeros(3, 4, 4), torch.ones(3, 4, 4)
+    seed = noac_draw_seed
+    assert seed({"file_name": "a.jpg", "image": image}, 0) == seed(
+        {"file_name": "a.jpg", "image": other}, 0
+    )
+    assert seed({"file_name": "a.jpg", "image": image}, 0) != seed(
+        {"file_name": "b.jpg", "image": image}, 0
+    )
+    assert seed({"image_id": 3, "file_name": "a.jpg"}, 0) == seed({"image_id": 3}, 0)
+    assert seed({"image": image}, 0) != seed({"image": other}, 0)
+    assert seed({"image_id": 3}, 0) != seed({"image_id": 3}, 1)
+
+
+def test_noac_inference_outside_forward_says_how_to_run_it():
+    with pytest.raises(RuntimeError, match=r"run inference through model\(batched_inputs\)"):
+        detections(sad(ac=False), inference_flat(ac=False))

@@ -197,3 +197,13 @@ def test_hard_negative_mask_by_hand():
     assert int((hard_negative_mask(loss[:1], pos[:1], neg[:1], 1.5) & neg[:1]).sum()) == 1
     # ratio <= 0: every positive and every negative, no ignored element
     assert torch.equal(hard_negative_mask(loss, pos, neg, 0), pos | neg)
+
+
+def test_centerness_of_sub_pixel_distances():
+    """Distances below 1 px count as they are: a centre 0.5 px below the top of a 10 px box
+    (l = r = 5, t = 0.5, b = 9.5), the centre of a 1 x 1 box (every distance 0.5: centerness 1)
+    and a centre 0.5 px above the box (t clamped to 0: centerness 0)."""
+    anchors = torch.tensor([[4.0, 0.0, 6.0, 1.0], [0.0, 0.0, 1.0, 1.0], [4.0, -2.0, 6.0, 1.0]])
+    gts = torch.tensor([[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 10.0, 10.0]])
+    want = torch.tensor([math.sqrt(0.5 / 9.5), 1.0, 0.0])
+    torch.testing.assert_close(centerness_targets(anchors, gts), want)

@@ -105,6 +105,14 @@ def _staged(theta=0.01, promote=True):
     )
 
 
+def test_the_theta_rule_needs_the_apm_scores():
+    gt = torch.tensor([[0.0, 0.0, 20.0, 20.0]])
+    inputs = _inputs(gt, gt, torch.zeros(1, 4), torch.ones(1))
+    del inputs.extras["apm_scores"]
+    with pytest.raises(ValueError, match=r"^the theta rule needs inputs.extras\['apm_scores'\]"):
+        _staged()(inputs)
+
+
 def test_matching_on_promoted_anchors_differs_from_the_initial_one():
     """Anchor 1 starts 10 px right of the GT (IoU 0.33: ignored) and the APM moves it onto the GT
     (positive after promotion); anchor 0 sits on the GT but the APM moves it away (IoU < 0.3:
@@ -592,7 +600,8 @@ def test_table2_components_train_and_infer_with_only_their_branches(row):
 
 
 def test_apm_switches_must_match_the_head_and_the_assigner():
-    with pytest.raises(ValueError, match="anchor adjustment"):
+    message = r"^promote=True needs the APM anchor adjustment \(APM_R\) branch: the head has no "
+    with pytest.raises(ValueError, match=message):
         instantiate(_common_model(**{"head.apm_adjustment": False, "head.fam_mode": "none"}))
     with pytest.raises(ValueError, match="untrained"):
         instantiate(_common_model(theta=None))  # the scoring branch would be built but unused

@@ -13,7 +13,11 @@ import torch
 from detectron2.config import LazyConfig, instantiate
 
 from semianchor.modeling.assigners import AssignInputs, SADAssigner
-from semianchor.modeling.assigners.sad import ac_soft_targets, location_labels
+from semianchor.modeling.assigners.sad import (
+    ac_soft_targets,
+    fcos_location_labels,
+    location_labels,
+)
 from semianchor.modeling.box_coder import DeltaBoxCoder
 from semianchor.modeling.losses import iou_loss, smoothed_focal_loss
 from semianchor.modeling.meta_arch import SemiAnchoredDetector
@@ -164,6 +168,9 @@ def test_r1_and_r2_regression_targets():
     # static labels: anchor 0 (IoU 0.83) -> GT 0, anchor 1 (0.62) -> GT 0; anchor 2 (0.91) -> GT 1;
     # anchor 3 (IoU 0.34 with GT 1) background
     assert r1.extras["anchor_labels"][0].tolist() == [1, 1, 2, 3]
+    # the static IoUs before regression (the tie-break of Eq. 4) are kept for the log
+    iou = [100 / 121, 121 / 196, 100 / 110, 110 / 324]
+    torch.testing.assert_close(r1.extras["max_iou"][0], torch.tensor(iou))
     assert r1["locations"].labels[0].tolist() == [1, 2]
     assert r1["locations"].matched_gt[0].tolist() == [0, 1]
     # R1: anchors regress iff positive themselves, to their own GT
@@ -196,6 +203,26 @@ def test_non_finite_predictions_give_finite_ac_targets():
     reg = torch.tensor([float("nan"), float("inf"), -float("inf"), 0.0]).repeat(1, 4, 1)
     res = SADAssigner()(_hand_inputs(reg))
     assert torch.isfinite(res["anchor_cls"].soft_targets).all()
+    # a NaN prediction has IoU after regression 0, so its anchor is an AC negative
+    assert float(res.extras["iou_after_regression"][0, 0]) == 0.0
+    assert int(res["anchor_cls"].labels[0, 0]) == 1
+
+
+@pytest.mark.parametrize("rule, radius", [("fcos", None), ("fcos_shrink", 0.05)])
+def test_the_fcos_location_rules_use_their_size_ranges_and_radius(rule, radius):
+    """Table 3's rules: the assigner's locations are ``fcos_location_labels`` with its own size
+    ranges (one level here) and, for "fcos_shrink", its centre radius. Both locations are 6 px
+    from their GT's far sides and 0.5 px from its centre (x for both, y for location 0)."""
+    inputs = _hand_inputs()
+    kw = dict(location_rule=rule, fcos_size_ranges=((0.0, 8.0),))
+    if radius is not None:
+        kw["fcos_center_radius"] = radius  # 0.4 px: both locations are outside
+    got = SADAssigner(**kw)(inputs)["locations"]
+    labels, gt = fcos_location_labels(inputs, ((0.0, 8.0),), radius)
+    assert got.labels.tolist() == labels.tolist() and got.matched_gt.tolist() == gt.tolist()
+    assert got.labels.tolist() == ([[1, 2]] if radius is None else [[3, 3]])
+    small = SADAssigner(**{**kw, "fcos_size_ranges": ((0.0, 5.5),)})(inputs)["locations"]
+    assert small.labels.tolist() == [[3, 3]]
 
 
 def test_empty_gt_image_all_background():
@@ -264,6 +291,13 @@ def test_lazy_and_yacs_builds_agree(tiny_sad):
         "box_loss_weight",
         "test_nms_thresh",
         "inference",
+        "ac_loss",
+        "ac_loss_weight",
+        "ac_alpha",
+        "ac_beta",
+        "inference_topk",
+        "inference_tau",
+        "noac_draw",
     ):
         assert getattr(yacs, attr) == getattr(tiny_sad, attr), attr
 
@@ -286,3 +320,13 @@ def test_ablation_configs_build(path):
         assert cells[0] == s * a
     if "noac" in path:
         assert "ac" not in model.head_outputs
+
+
+def test_assigner_arguments_are_checked():
+    with pytest.raises(ValueError, match=r"^location_gamma must be None or in \[0, 1\), got 1.5$"):
+        SADAssigner(location_gamma=1.5)
+    for ranges in (((0.0, 64.0, 1.0),), ((64.0, 0.0),)):
+        with pytest.raises(ValueError, match=r"^fcos_size_ranges must be \(lo, hi\) with lo < hi"):
+            SADAssigner(location_rule="fcos", fcos_size_ranges=ranges)
+    with pytest.raises(ValueError, match=r"^fcos_center_radius must be > 0, got 0.0$"):
+        SADAssigner(location_rule="fcos_shrink", fcos_center_radius=0.0)
