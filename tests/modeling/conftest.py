@@ -16,8 +16,8 @@ NUM_CLASSES = 3
 CHANNELS = 64  # GroupNorm(32, C) needs >= 2 channels per group on 1x1 maps
 
 
-def shrink_lazy_rcnn(model):
-    """Faster R-CNN with the same R-18 / 64-channel shrink and a 64-d box head, 3 classes."""
+def _shrink_backbone(model):
+    """The ResNet bottom-up to R-18 with BN, trained from scratch; the FPN to CHANNELS."""
     stages = model.backbone.bottom_up.stages
     stages.depth = 18
     stages.pop("stride_in_1x1", None)
@@ -25,6 +25,11 @@ def shrink_lazy_rcnn(model):
     model.backbone.bottom_up.stem.norm = "BN"
     model.backbone.bottom_up.freeze_at = 0
     model.backbone.out_channels = CHANNELS
+
+
+def shrink_lazy_rcnn(model):
+    """Faster R-CNN with the same R-18 / 64-channel shrink and a 64-d box head, 3 classes."""
+    _shrink_backbone(model)
     model.proposal_generator.head.in_channels = CHANNELS
     model.roi_heads.num_classes = NUM_CLASSES
     model.roi_heads.box_head.input_shape = ShapeSpec(channels=CHANNELS, height=7, width=7)
@@ -35,13 +40,7 @@ def shrink_lazy_rcnn(model):
 
 def shrink_lazy_model(model):
     """R-18 backbone with BN (from scratch), 64-channel FPN and a 2-conv head, 3 classes."""
-    stages = model.backbone.bottom_up.stages
-    stages.depth = 18
-    stages.pop("stride_in_1x1", None)
-    stages.norm = "BN"
-    model.backbone.bottom_up.stem.norm = "BN"
-    model.backbone.bottom_up.freeze_at = 0
-    model.backbone.out_channels = CHANNELS
+    _shrink_backbone(model)
     if model.backbone.top_block.get("in_feature", "res5") == "res5":
         model.backbone.top_block.in_channels = 512
     model.head.input_shape = [ShapeSpec(channels=CHANNELS)] * 5
