@@ -63,28 +63,32 @@ def shrink_yacs(cfg):
     return cfg
 
 
+def build_lazy(rel_path, shrink=shrink_lazy_model):
+    """The LazyConfig at ``rel_path`` (from the repository root), shrunk, built with seed 0."""
+    cfg = LazyConfig.load(os.path.join(REPO, rel_path))
+    torch.manual_seed(0)
+    return instantiate(shrink(cfg.model))
+
+
+def build_yacs(rel_path):
+    """The yacs config at ``rel_path``, shrunk, built with seed 0: (model, cfg)."""
+    from detectron2.modeling import build_model
+
+    cfg = add_semianchor_config(get_cfg())
+    cfg.merge_from_file(os.path.join(REPO, rel_path))
+    shrink_yacs(cfg)
+    torch.manual_seed(0)
+    return build_model(cfg), cfg
+
+
 @pytest.fixture
 def lazy_model():
-    def build(rel_path):
-        cfg = LazyConfig.load(os.path.join(REPO, rel_path))
-        torch.manual_seed(0)
-        return instantiate(shrink_lazy_model(cfg.model))
-
-    return build
+    return build_lazy
 
 
 @pytest.fixture
 def yacs_model():
-    def build(rel_path):
-        from detectron2.modeling import build_model
-
-        cfg = add_semianchor_config(get_cfg())
-        cfg.merge_from_file(os.path.join(REPO, rel_path))
-        shrink_yacs(cfg)
-        torch.manual_seed(0)
-        return build_model(cfg), cfg
-
-    return build
+    return build_yacs
 
 
 def make_batch(num_images=2, size=96, empty=(), seed=0):

@@ -29,6 +29,7 @@ from .conftest import (
     CHANNELS,
     NUM_CLASSES,
     REPO,
+    build_lazy,
     make_batch,
     shrink_lazy_model,
     shrink_lazy_rcnn,
@@ -290,9 +291,7 @@ def test_cleanliness_focal_loss_hand_computed():
 
 @pytest.fixture(scope="module")
 def tiny_retinanet():
-    cfg = LazyConfig.load(os.path.join(REPO, LAZY))
-    torch.manual_seed(0)
-    return instantiate(shrink_lazy_model(cfg.model))
+    return build_lazy(LAZY)
 
 
 def test_detector_losses_weight_positives_by_r(tiny_retinanet):
@@ -422,9 +421,7 @@ def test_quickstart_config_differs_from_retinanet_baseline_only_by_the_model():
 # ---------------------------------------------------------------- Faster R-CNN (RPN) end to end
 @pytest.fixture(scope="module")
 def tiny_rcnn():
-    cfg = LazyConfig.load(os.path.join(REPO, LAZY_RCNN))
-    torch.manual_seed(0)
-    return instantiate(shrink_lazy_rcnn(cfg.model))
+    return build_lazy(LAZY_RCNN, shrink=shrink_lazy_rcnn)
 
 
 def test_rcnn_lazy_and_yacs_builds_agree(tiny_rcnn):
