@@ -10,6 +10,8 @@ from detectron2.layers import ShapeSpec
 from detectron2.structures import Boxes, Instances
 
 from semianchor.config import add_semianchor_config
+from semianchor.modeling.assigners import AssignInputs
+from semianchor.modeling.box_coder import DeltaBoxCoder
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NUM_CLASSES = 3
@@ -89,6 +91,24 @@ def lazy_model():
 @pytest.fixture
 def yacs_model():
     return build_yacs
+
+
+def one_level_inputs(anchors, gt_boxes, gt_classes, gt_counts, num_classes, **fields):
+    """AssignInputs of a hand case on one feature level: stride 8, one anchor per location, delta
+    coder with unit weights; ``fields`` fills the rest (predictions, extras)."""
+    R = anchors.shape[0]
+    return AssignInputs(
+        anchors=anchors,
+        num_anchors_per_level=[R],
+        anchor_strides=torch.full((R,), 8.0),
+        anchors_per_location=1,
+        gt_boxes=gt_boxes,
+        gt_classes=gt_classes,
+        gt_counts=gt_counts,
+        num_classes=num_classes,
+        box_coder=DeltaBoxCoder(weights=(1.0, 1.0, 1.0, 1.0)),
+        **fields,
+    )
 
 
 def make_batch(num_images=2, size=96, empty=(), seed=0):
