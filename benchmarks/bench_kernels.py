@@ -35,6 +35,21 @@ IMAGE = (800, 1333)
 
 
 # --------------------------------------------------------------------------------------------
+# timing
+def median_time(fn, first: float, repeats: int) -> float:
+    """Median seconds of ``repeats`` further calls of ``fn``; a first call (``first`` seconds) of
+    2 s or more is timed alone."""
+    if first >= 2.0:
+        return first
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+# --------------------------------------------------------------------------------------------
 # inputs
 def make_anchors(A):
     import torch
@@ -185,14 +200,7 @@ def run_case(op, impl, A, M, N, repeats):
         # an upper bound of the call's peak extra resident memory that cannot under-read: the
         # high-water mark after the call minus the resident size before it
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - resident
-    times = [first]
-    if first < 2.0:
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t0)
-    return {"time_s": statistics.median(times), "peak_extra_mib": peak / 1024.0, "R": R}
+    return {"time_s": median_time(fn, first, repeats), "peak_extra_mib": peak / 1024.0, "R": R}
 
 
 # --------------------------------------------------------------------------------------------
@@ -387,15 +395,8 @@ def run_soft_nms_case(impl, num_classes, R, repeats, max_kept=-1, method="linear
     kept = len(fn()[0])
     first = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
-    times = [first]
-    if first < 2.0:
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t0)
     return {
-        "time_s": statistics.median(times),
+        "time_s": median_time(fn, first, repeats),
         "peak_extra_mib": peak / 1024.0,
         "R": R,
         "kept": kept,

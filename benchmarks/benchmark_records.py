@@ -13,7 +13,7 @@ import math
 import os
 from typing import Dict, Optional, Sequence, Tuple
 
-__all__ = ["METRICS", "final_metrics", "no_detections"]
+__all__ = ["METRICS", "final_metrics", "no_detections", "save_record"]
 
 METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 
@@ -49,3 +49,11 @@ def final_metrics(
     if values and all(math.isnan(v) for v in values.values()) and no_detections(output_dir):
         values = {m: 0.0 for m in values}
     return values, last.get("iteration")
+
+
+def save_record(record: dict, out: Optional[str]) -> dict:
+    """Writes ``record`` to ``out`` as indented JSON when a path is given; returns ``record``."""
+    if out:
+        with open(out, "w") as f:
+            json.dump(record, f, indent=1)
+    return record

@@ -37,6 +37,8 @@ import json
 import os
 from typing import Dict, List, Optional
 
+from benchmark_records import save_record
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(REPO, "benchmarks", "results")
 FAM_ARMS = ("padet_apm_fam", "padet_apm_fam_offset_gradmul0", "padet_apm_fam_offset_gradmul0p1")
@@ -186,10 +188,7 @@ def main(argv=None):
         for k, v in (("names", args.names), ("baseline-names", args.baseline_names))
     )
     print(table(record))
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(record, f, indent=1)
-    return record
+    return save_record(record, args.out)
 
 
 if __name__ == "__main__":

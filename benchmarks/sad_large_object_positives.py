@@ -44,6 +44,9 @@ from detectron2.structures import Boxes, pairwise_iou  # noqa: E402
 
 from semianchor.engine.classes import dataset_class_names  # noqa: E402
 
+# a sibling script (benchmarks/ is sys.path[0]), not a third-party package: keep it last
+from benchmark_records import save_record  # noqa: E402  # isort: skip
+
 BCCD = os.path.join(REPO, "semianchor", "data", "builtin", "bccd")
 CONFIGS = {
     "atss": "configs/quickstart/atss_R18_coco_json.py",
@@ -174,10 +177,7 @@ def main(argv=None):
     shown = " ".join(a.replace(REPO + os.sep, "") for a in sys.argv[1:])
     result["command"] = f"python benchmarks/sad_large_object_positives.py {shown}".strip()
     result["configs"] = {m: CONFIGS[m] for m in args.methods.split(",")}
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(result, f, indent=1)
-    return result
+    return save_record(result, args.out)
 
 
 if __name__ == "__main__":

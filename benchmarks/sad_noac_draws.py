@@ -36,6 +36,7 @@ from detectron2.config import LazyConfig, instantiate  # noqa: E402
 from detectron2.evaluation import inference_on_dataset  # noqa: E402
 
 # a sibling script (benchmarks/ is sys.path[0]), not a third-party package: keep it last
+from benchmark_records import save_record  # noqa: E402  # isort: skip
 from train_assigners import portable_command  # noqa: E402  # isort: skip
 
 METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
@@ -91,10 +92,7 @@ def main(argv=None):
         ),
     )
     print(json.dumps({k: result[k] for k in ("mean", "best_draw", "best")}, indent=1))
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(result, f, indent=1)
-    return result
+    return save_record(result, args.out)
 
 
 if __name__ == "__main__":

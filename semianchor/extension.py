@@ -32,12 +32,20 @@ REQUIRE_ENV = "SEMIANCHOR_REQUIRE_EXT"
 
 def extension_required() -> bool:
     """Whether ``SEMIANCHOR_REQUIRE_EXT`` asks for the compiled kernels (1/true/yes/on)."""
-    value = os.environ.get(REQUIRE_ENV, "").strip().lower()
-    if value in ("", "0", "false", "no", "off"):
-        return False
+    return env_flag(REQUIRE_ENV, default=False)
+
+
+def env_flag(name: str, default: bool) -> bool:
+    """The boolean environment variable ``name``: 1/true/yes/on or 0/false/no/off (any case,
+    surrounding blanks ignored); unset or empty gives ``default``; anything else is an error."""
+    value = os.environ.get(name, "").strip().lower()
+    if value == "":
+        return default
     if value in ("1", "true", "yes", "on"):
         return True
-    raise ValueError(f"{REQUIRE_ENV}={value!r}: expected 1/true/yes/on or 0/false/no/off")
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name}={value!r}: expected 1/true/yes/on or 0/false/no/off")
 
 
 OP_NAMES = (

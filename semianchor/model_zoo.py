@@ -8,16 +8,32 @@ and shrink a COCO-Detection R-50-FPN model to the CPU quickstart model, the one 
 ``configs/quickstart/*_R18_shapes.py``, the tests and the benchmarks::
 
 cfg.model = model_zoo.shrink_to_quickstart(cfg.model)
+
+A config that changes another one starts from ``load_base``:
+
+from semianchor.model_zoo import load_base
+model, dataloader, optimizer, lr_multiplier, train = load_base("sad_R_50_FPN_1x.py")
 """
 
 import os
+import sys
 
 from detectron2.config import LazyConfig, get_cfg
 from detectron2.layers import ShapeSpec
 
 from .config import add_semianchor_config
 
-__all__ = ["get_config_file", "get_config", "shrink_to_quickstart", "shrink_yacs_to_quickstart"]
+__all__ = [
+    "get_config_file",
+    "get_config",
+    "load_base",
+    "set_anchor_grid",
+    "set_padet_paper_loss",
+    "shrink_to_quickstart",
+    "shrink_yacs_to_quickstart",
+]
+
+BASE_NODES = ("model", "dataloader", "optimizer", "lr_multiplier", "train")
 
 
 def _config_root() -> str:
@@ -128,3 +144,35 @@ def shrink_yacs_to_quickstart(
         cfg.MODEL.PIXEL_STD = list(pixel_std)
     cfg.MODEL.WEIGHTS = ""
     return cfg
+
+
+def load_base(relative_path: str):
+    """The five nodes ``BASE_NODES`` of the LazyConfig at ``relative_path``, a path relative to
+    the config file that calls this (as ``LazyConfig.load_rel``), in that order."""
+    caller = sys._getframe(1).f_code.co_filename
+    if caller == "<string>":
+        raise RuntimeError(
+            "load_base resolves its path against the calling config file, and was called from "
+            "code without one (<string>): use LazyConfig.load with a full path there"
+        )
+    return LazyConfig.load(os.path.join(os.path.dirname(caller), relative_path), BASE_NODES)
+
+
+def set_anchor_grid(model, base, num_scales: int, aspect_ratios, strides=(8, 16, 32, 64, 128)):
+    """Gives ``model`` (a LazyConfig node with ``anchor_generator`` and ``head.num_anchors``)
+    ``num_scales * len(aspect_ratios)`` anchors per location: at each stride s the sizes
+    ``base * s * 2 ** (i / num_scales)`` for i < num_scales, each at every aspect ratio."""
+    model.anchor_generator.sizes = [
+        [base * s * 2 ** (i / num_scales) for i in range(num_scales)] for s in strides
+    ]
+    model.anchor_generator.aspect_ratios = [list(aspect_ratios)]
+    model.head.num_anchors = num_scales * len(aspect_ratios)
+
+
+def set_padet_paper_loss(model):
+    """PADet's loss as the paper writes it (Sec. 3.3): no hard-negative mining on either module
+    (every negative the theta rule leaves trains), each module's loss divided by this step's
+    positive count."""
+    model.loss_mode = "paper"
+    model.neg_pos_ratio = 0.0
+    model.apm_neg_pos_ratio = 0.0

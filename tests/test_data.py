@@ -11,7 +11,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from semianchor.data import get_coco_json_dicts, load_shapes, register_coco_json
 from semianchor.data import shapes as shapes_module
-from semianchor.data.shapes import CLASS_NAMES, SPLITS, _render_image
+from semianchor.data.shapes import CLASS_NAMES, SPLITS, _render_image, _to_coco
 
 from .conftest import REPO
 
@@ -107,28 +107,11 @@ def _write_coco(tmp_path, num_images=2):
     """A small valid COCO json over tiny-split images copied to tmp_path/images."""
     image_root = tmp_path / "images"
     image_root.mkdir()
-    images, annotations = [], []
-    for r in load_shapes("semianchor_shapes_tiny")[2 : 2 + num_images]:
-        name = os.path.basename(r["file_name"])
-        cv2.imwrite(str(image_root / name), cv2.imread(r["file_name"]))
-        images.append({"id": r["image_id"], "file_name": name, "height": 128, "width": 128})
-        for a in r["annotations"]:
-            x0, y0, x1, y1 = a["bbox"]
-            annotations.append(
-                {
-                    "id": len(annotations) + 1,
-                    "image_id": r["image_id"],
-                    "category_id": a["category_id"] + 1,
-                    "bbox": [x0, y0, x1 - x0, y1 - y0],
-                    "area": (x1 - x0) * (y1 - y0),
-                    "iscrowd": 0,
-                }
-            )
-    categories = [{"id": i + 1, "name": n} for i, n in enumerate(CLASS_NAMES)]
+    records = load_shapes("semianchor_shapes_tiny")[2 : 2 + num_images]
+    for r in records:
+        cv2.imwrite(str(image_root / os.path.basename(r["file_name"])), cv2.imread(r["file_name"]))
     json_file = tmp_path / "train.json"
-    json_file.write_text(
-        json.dumps({"images": images, "annotations": annotations, "categories": categories})
-    )
+    json_file.write_text(json.dumps(_to_coco(records)))
     return str(json_file), str(image_root)
 
 

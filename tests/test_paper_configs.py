@@ -145,23 +145,18 @@ PADET_MODEL = {
 }
 PADET_RATIOS_6, PADET_RATIOS_4 = [1.0, 2.0, 3.0, 1 / 2, 1 / 3], [1.0, 2.0, 1 / 2]  # + 1'
 
+ATSS_PAPER = dict(
+    input="800",
+    ms_twin=True,
+    solver=COCO_1X,
+    warmup=D2_WARMUP,
+    anchors=ATSS_ANCHORS,
+    model=dict(ATSS_TEST, **FOCAL, **{"assigner.topk": 9}),
+)
+
 PAPER = {
-    "atss_R_50_FPN_1x.py": dict(
-        input="800",
-        ms_twin=True,
-        solver=COCO_1X,
-        warmup=D2_WARMUP,
-        anchors=ATSS_ANCHORS,
-        model=dict(ATSS_TEST, **FOCAL, **{"assigner.topk": 9}),
-    ),
-    "atss_anchor_free_R_50_FPN_1x.py": dict(
-        input="800",
-        ms_twin=True,
-        solver=COCO_1X,
-        warmup=D2_WARMUP,
-        anchors=ATSS_ANCHORS,
-        model=dict(ATSS_TEST, **FOCAL, **{"assigner.topk": 9}),
-    ),
+    "atss_R_50_FPN_1x.py": ATSS_PAPER,
+    "atss_anchor_free_R_50_FPN_1x.py": ATSS_PAPER,  # the same paper row, anchor-free box coder
     "dla_R_50_FPN_1x.py": dict(
         input="800",
         ms_twin=True,

@@ -10,7 +10,7 @@ import cv2
 import pytest
 from PIL import Image
 
-from semianchor.data.shapes import load_shapes
+from semianchor.data.shapes import _to_coco, load_shapes
 
 from .conftest import REPO
 
@@ -25,34 +25,8 @@ def write_named_coco(tmp_path):
     """The tiny shapes split as a COCO json whose categories have new names and ids."""
     records = load_shapes("semianchor_shapes_tiny")
     image_root = os.path.dirname(records[0]["file_name"])
-    ids = [cid for cid, _ in CATEGORIES]
-    images, annotations = [], []
-    for r in records:
-        images.append(
-            {
-                "id": r["image_id"],
-                "file_name": os.path.basename(r["file_name"]),
-                "height": r["height"],
-                "width": r["width"],
-            }
-        )
-        for a in r["annotations"]:
-            x0, y0, x1, y1 = a["bbox"]
-            annotations.append(
-                {
-                    "id": len(annotations) + 1,
-                    "image_id": r["image_id"],
-                    "category_id": ids[a["category_id"]],
-                    "bbox": [x0, y0, x1 - x0, y1 - y0],
-                    "area": (x1 - x0) * (y1 - y0),
-                    "iscrowd": 0,
-                }
-            )
     json_file = tmp_path / "named.json"
-    categories = [{"id": cid, "name": name} for cid, name in CATEGORIES]
-    json_file.write_text(
-        json.dumps({"images": images, "annotations": annotations, "categories": categories})
-    )
+    json_file.write_text(json.dumps(_to_coco(records, CATEGORIES)))
     return str(json_file), image_root
 
 

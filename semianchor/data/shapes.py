@@ -18,7 +18,7 @@ import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass
-from typing import Dict, List
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -204,8 +204,11 @@ def _render_image(split: ShapesSplit, index: int):
     return image.astype(np.uint8), annos
 
 
-def _to_coco(records: List[Dict]) -> Dict:
-    """The split as a COCO instances json (category ids 1..K), for COCOEvaluator/pycocotools."""
+def _to_coco(records: List[Dict], categories: Optional[List[Tuple[int, str]]] = None) -> Dict:
+    """The split as a COCO instances json, for COCOEvaluator/pycocotools. ``categories``: one
+    (COCO id, name) per contiguous class id; by default ids 1..K with the shapes' names."""
+    if categories is None:
+        categories = [(i + 1, n) for i, n in enumerate(CLASS_NAMES)]
     images, annotations = [], []
     for r in records:
         images.append(
@@ -222,14 +225,14 @@ def _to_coco(records: List[Dict]) -> Dict:
                 {
                     "id": len(annotations) + 1,
                     "image_id": r["image_id"],
-                    "category_id": a["category_id"] + 1,
+                    "category_id": categories[a["category_id"]][0],
                     "bbox": [x0, y0, x1 - x0, y1 - y0],
                     "area": (x1 - x0) * (y1 - y0),
                     "iscrowd": 0,
                 }
             )
-    categories = [{"id": i + 1, "name": n} for i, n in enumerate(CLASS_NAMES)]
-    return {"images": images, "annotations": annotations, "categories": categories}
+    coco_categories = [{"id": cid, "name": n} for cid, n in categories]
+    return {"images": images, "annotations": annotations, "categories": coco_categories}
 
 
 def _write_json_atomic(path: str, content) -> None:

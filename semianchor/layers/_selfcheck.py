@@ -25,6 +25,7 @@ from typing import Callable, Dict, Optional, Sequence, Tuple, Union
 
 import torch
 
+from ..extension import env_flag
 from .reference import OPS as REFERENCE_OPS
 
 __all__ = [
@@ -62,12 +63,7 @@ def kernels_mode() -> str:
 
 def selfcheck_enabled() -> bool:
     """Whether ``SEMIANCHOR_KERNEL_SELFCHECK`` leaves the first-use check on (default: on)."""
-    value = os.environ.get(SELFCHECK_ENV, "").strip().lower()
-    if value in ("", "1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"{SELFCHECK_ENV}={value!r}: expected 1/true/yes/on or 0/false/no/off")
+    return env_flag(SELFCHECK_ENV, default=True)
 
 
 # ------------------------------------------------------------------ the fixed input

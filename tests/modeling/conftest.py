@@ -14,6 +14,8 @@ from semianchor.model_zoo import (
     shrink_to_quickstart,
     shrink_yacs_to_quickstart,
 )
+from semianchor.modeling.assigners import AssignInputs
+from semianchor.modeling.box_coder import DeltaBoxCoder
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NUM_CLASSES = 3
@@ -32,28 +34,50 @@ def shrink_yacs(cfg):
     return cfg
 
 
+def build_lazy(rel_path, shrink=shrink_lazy_model):
+    """The LazyConfig at ``rel_path`` (from the repository root), shrunk, built with seed 0."""
+    cfg = LazyConfig.load(os.path.join(REPO, rel_path))
+    torch.manual_seed(0)
+    return instantiate(shrink(cfg.model))
+
+
+def build_yacs(rel_path):
+    """The yacs config at ``rel_path``, shrunk, built with seed 0: (model, cfg)."""
+    from detectron2.modeling import build_model
+
+    cfg = add_semianchor_config(get_cfg())
+    cfg.merge_from_file(os.path.join(REPO, rel_path))
+    shrink_yacs(cfg)
+    torch.manual_seed(0)
+    return build_model(cfg), cfg
+
+
 @pytest.fixture
 def lazy_model():
-    def build(rel_path):
-        cfg = LazyConfig.load(os.path.join(REPO, rel_path))
-        torch.manual_seed(0)
-        return instantiate(shrink_lazy_model(cfg.model))
-
-    return build
+    return build_lazy
 
 
 @pytest.fixture
 def yacs_model():
-    def build(rel_path):
-        from detectron2.modeling import build_model
+    return build_yacs
 
-        cfg = add_semianchor_config(get_cfg())
-        cfg.merge_from_file(os.path.join(REPO, rel_path))
-        shrink_yacs(cfg)
-        torch.manual_seed(0)
-        return build_model(cfg), cfg
 
-    return build
+def one_level_inputs(anchors, gt_boxes, gt_classes, gt_counts, num_classes, **fields):
+    """AssignInputs of a hand case on one feature level: stride 8, one anchor per location, delta
+    coder with unit weights; ``fields`` fills the rest (predictions, extras)."""
+    R = anchors.shape[0]
+    return AssignInputs(
+        anchors=anchors,
+        num_anchors_per_level=[R],
+        anchor_strides=torch.full((R,), 8.0),
+        anchors_per_location=1,
+        gt_boxes=gt_boxes,
+        gt_classes=gt_classes,
+        gt_counts=gt_counts,
+        num_classes=num_classes,
+        box_coder=DeltaBoxCoder(weights=(1.0, 1.0, 1.0, 1.0)),
+        **fields,
+    )
 
 
 def make_batch(num_images=2, size=96, empty=(), seed=0):

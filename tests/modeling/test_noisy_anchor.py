@@ -20,7 +20,6 @@ from semianchor.modeling.assigners.cleanliness import (
     safe_inverse_complement,
     topn_iou_assignment,
 )
-from semianchor.modeling.box_coder import DeltaBoxCoder
 from semianchor.modeling.meta_arch import AssignmentDetector, NoisyAnchorRetinaNet
 from semianchor.modeling.meta_arch.noisy_anchor import cleanliness_focal_loss
 from semianchor.modeling.proposal_generator import NoisyAnchorRPN
@@ -28,7 +27,9 @@ from semianchor.modeling.proposal_generator import NoisyAnchorRPN
 from .conftest import (
     NUM_CLASSES,
     REPO,
+    build_lazy,
     make_batch,
+    one_level_inputs,
     shrink_lazy_model,
     shrink_yacs,
 )
@@ -62,18 +63,14 @@ def hand_inputs(gts, classes, scores=None, regression=None):
             boxes[i, : len(g)] = torch.tensor(g, dtype=torch.float32)
             cls[i, : len(g)] = torch.tensor(c)
     R = ANCHORS.shape[0]
-    return AssignInputs(
-        anchors=ANCHORS,
-        num_anchors_per_level=[R],
-        anchor_strides=torch.full((R,), 8.0),
-        anchors_per_location=1,
-        gt_boxes=boxes,
-        gt_classes=cls,
-        gt_counts=torch.tensor([len(g) for g in gts]),
-        num_classes=K,
+    return one_level_inputs(
+        ANCHORS,
+        boxes,
+        cls,
+        torch.tensor([len(g) for g in gts]),
+        K,
         pred_scores=torch.full((N, R, K), 0.5) if scores is None else scores,
         pred_regression=torch.zeros(N, R, 4) if regression is None else regression,
-        box_coder=DeltaBoxCoder(weights=(1.0, 1.0, 1.0, 1.0)),
     )
 
 
@@ -288,9 +285,7 @@ def test_cleanliness_focal_loss_hand_computed():
 
 @pytest.fixture(scope="module")
 def tiny_retinanet():
-    cfg = LazyConfig.load(os.path.join(REPO, LAZY))
-    torch.manual_seed(0)
-    return instantiate(shrink_lazy_model(cfg.model))
+    return build_lazy(LAZY)
 
 
 def test_detector_losses_weight_positives_by_r(tiny_retinanet):
@@ -417,9 +412,7 @@ def test_quickstart_config_differs_from_retinanet_baseline_only_by_the_model():
 # ---------------------------------------------------------------- Faster R-CNN (RPN) end to end
 @pytest.fixture(scope="module")
 def tiny_rcnn():
-    cfg = LazyConfig.load(os.path.join(REPO, LAZY_RCNN))
-    torch.manual_seed(0)
-    return instantiate(shrink_lazy_model(cfg.model))
+    return build_lazy(LAZY_RCNN)
 
 
 def test_rcnn_lazy_and_yacs_builds_agree(tiny_rcnn):

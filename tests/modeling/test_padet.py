@@ -18,14 +18,13 @@ from detectron2.layers import ShapeSpec
 from detectron2.utils.events import EventStorage
 
 from semianchor.modeling.anchors import SSDAnchorGenerator, ssd_sizes
-from semianchor.modeling.assigners import AssignInputs, MaxIoUAssigner, StagedAssigner
+from semianchor.modeling.assigners import MaxIoUAssigner, StagedAssigner
 from semianchor.modeling.assigners.padet import PromotedAnchorAssigner, promoted_anchors
 from semianchor.modeling.backbone.encoder_decoder import EncoderDecoder, ResNetEncoder, VGG16Encoder
-from semianchor.modeling.box_coder import DeltaBoxCoder
 from semianchor.modeling.heads.padet_head import FeatureAlignment, PADetHead
 from semianchor.modeling.meta_arch.padet import PADet
 
-from .conftest import REPO, make_batch
+from .conftest import REPO, make_batch, one_level_inputs
 
 K = 3
 
@@ -81,17 +80,12 @@ def test_encoder_decoder_layouts(encoder, size, sides):
 
 # ---------------------------------------------------------------- matchings
 def _inputs(anchors, gts, apm_deltas, apm_scores):
-    R = anchors.shape[0]
-    return AssignInputs(
-        anchors=anchors,
-        num_anchors_per_level=[R],
-        anchor_strides=torch.full((R,), 8.0),
-        anchors_per_location=1,
-        gt_boxes=gts[None],
-        gt_classes=torch.zeros(1, gts.shape[0], dtype=torch.long),
-        gt_counts=torch.tensor([gts.shape[0]]),
-        num_classes=K,
-        box_coder=DeltaBoxCoder(weights=(1.0, 1.0, 1.0, 1.0)),
+    return one_level_inputs(
+        anchors,
+        gts[None],
+        torch.zeros(1, gts.shape[0], dtype=torch.long),
+        torch.tensor([gts.shape[0]]),
+        K,
         extras={"apm_regression": apm_deltas[None], "apm_scores": apm_scores[None]},
     )
 

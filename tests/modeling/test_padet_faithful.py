@@ -13,12 +13,11 @@ from detectron2.config import LazyConfig, instantiate
 from detectron2.layers import ShapeSpec
 from detectron2.utils.events import EventStorage
 
-from semianchor.modeling.assigners import AssignInputs, MaxIoUAssigner, StagedAssigner
+from semianchor.modeling.assigners import MaxIoUAssigner, StagedAssigner
 from semianchor.modeling.assigners.padet import PromotedAnchorAssigner
 from semianchor.modeling.backbone.encoder_decoder import ResNetEncoder
-from semianchor.modeling.box_coder import DeltaBoxCoder
 
-from .conftest import REPO
+from .conftest import REPO, one_level_inputs
 
 K = 3
 
@@ -62,16 +61,12 @@ APM_NEGATIVES = list(range(2, 12))
 def _hand_case(num_gt=1):
     R = ANCHORS.shape[0]
     gts = GT if num_gt == 1 else torch.cat([GT, ANCHORS[9:10]])
-    inputs = AssignInputs(
-        anchors=ANCHORS,
-        num_anchors_per_level=[R],
-        anchor_strides=torch.full((R,), 8.0),
-        anchors_per_location=1,
-        gt_boxes=gts[None],
-        gt_classes=torch.ones(1, gts.shape[0], dtype=torch.long),
-        gt_counts=torch.tensor([gts.shape[0]]),
-        num_classes=K,
-        box_coder=DeltaBoxCoder(weights=(1.0, 1.0, 1.0, 1.0)),
+    inputs = one_level_inputs(
+        ANCHORS,
+        gts[None],
+        torch.ones(1, gts.shape[0], dtype=torch.long),
+        torch.tensor([gts.shape[0]]),
+        K,
         extras={"apm_regression": torch.zeros(1, R, 4), "apm_scores": APM_SCORES[None]},
     )
     assigner = StagedAssigner(

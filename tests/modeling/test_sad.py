@@ -22,7 +22,7 @@ from semianchor.modeling.box_coder import DeltaBoxCoder
 from semianchor.modeling.losses import iou_loss, smoothed_focal_loss
 from semianchor.modeling.meta_arch import SemiAnchoredDetector
 
-from .conftest import NUM_CLASSES, REPO, shrink_lazy_model
+from .conftest import NUM_CLASSES, REPO, build_lazy, build_yacs, shrink_lazy_model
 
 LAZY = "configs/COCO-Detection/sad_R_50_FPN_1x.py"
 YACS = "configs/yacs/SAD_R_50_FPN_1x.yaml"
@@ -236,9 +236,7 @@ def test_empty_gt_image_all_background():
 # ---------------------------------------------------------------- the detector
 @pytest.fixture(scope="module")
 def tiny_sad():
-    cfg = LazyConfig.load(os.path.join(REPO, LAZY))
-    torch.manual_seed(0)
-    return instantiate(shrink_lazy_model(cfg.model))
+    return build_lazy(LAZY)
 
 
 def test_top1_inference_on_a_hand_case(tiny_sad):
@@ -264,23 +262,8 @@ def test_top1_inference_on_a_hand_case(tiny_sad):
         model.inference = "top1"
 
 
-def _yacs_sad(rel_path):
-    from detectron2.config import get_cfg
-    from detectron2.modeling import build_model
-
-    from semianchor.config import add_semianchor_config
-
-    from .conftest import shrink_yacs
-
-    cfg = add_semianchor_config(get_cfg())
-    cfg.merge_from_file(os.path.join(REPO, rel_path))
-    shrink_yacs(cfg)
-    torch.manual_seed(0)
-    return build_model(cfg), cfg
-
-
 def test_lazy_and_yacs_builds_agree(tiny_sad):
-    yacs, _ = _yacs_sad(YACS)
+    yacs, _ = build_yacs(YACS)
     assert isinstance(yacs, SemiAnchoredDetector)
     assert repr(yacs.assigner) == repr(tiny_sad.assigner)
     cells = lambda m: [c.tolist() for c in m.anchor_generator.cell_anchors]  # noqa: E731

@@ -2,13 +2,12 @@
 configs/quickstart/atss_R18_shapes.py (anchor-based ATSS) only by what DLA changes."""
 
 from detectron2.config import LazyCall as L
-from detectron2.config import LazyConfig
 
+from semianchor.model_zoo import load_base
 from semianchor.modeling import DeltaBoxCoder
 
-model, dataloader, optimizer, lr_multiplier, train = LazyConfig.load_rel(
-    "../../../configs/quickstart/dla_R18_shapes.py",
-    ("model", "dataloader", "optimizer", "lr_multiplier", "train"),
+model, dataloader, optimizer, lr_multiplier, train = load_base(
+    "../../../configs/quickstart/dla_R18_shapes.py"
 )
 model.box_coder = L(DeltaBoxCoder)(weights=(10.0, 10.0, 5.0, 5.0))
 model.head.regression_activation = "none"

@@ -3,13 +3,12 @@ box coder (Detectron2 deltas, weights 10, 10, 5, 5, from one 8 x stride square a
 location, no ReLU). Everything else as configs/COCO-Detection/dla_R_50_FPN_1x.py."""
 
 from detectron2.config import LazyCall as L
-from detectron2.config import LazyConfig
 
+from semianchor.model_zoo import load_base
 from semianchor.modeling import DeltaBoxCoder
 
-model, dataloader, optimizer, lr_multiplier, train = LazyConfig.load_rel(
-    "../../../configs/COCO-Detection/dla_R_50_FPN_1x.py",
-    ("model", "dataloader", "optimizer", "lr_multiplier", "train"),
+model, dataloader, optimizer, lr_multiplier, train = load_base(
+    "../../../configs/COCO-Detection/dla_R_50_FPN_1x.py"
 )
 model.box_coder = L(DeltaBoxCoder)(weights=(10.0, 10.0, 5.0, 5.0))
 model.head.regression_activation = "none"

@@ -1,21 +1,10 @@
-"""Noisy Anchors' loss normaliser ablation (the paper does not state it), on a COCO json such as
-BCCD: ``configs/quickstart/noisy_anchor_retinanet_R18_coco_json.py`` with
-``model.normalizer_type="retinanet_matched"`` (see ``NoisyAnchorRetinaNet``); BCCD results
-in projects/NoisyAnchors/README.md ("Loss normaliser"). Run alone, e.g.
+"""Noisy Anchors' loss normaliser ablation on a COCO json: ``normalizer_type="retinanet_matched"``
+(runs and BCCD results: projects/NoisyAnchors/README.md, "Loss normaliser")."""
 
-    python tools/lazyconfig_train_net.py --config-file \
-        projects/NoisyAnchors/configs/noisy_anchor_retinanet_R18_coco_json_norm_retinanet_matched.py \
-        dataloader.train.dataset.json_file=$BCCD/annotations/train.json \
-        dataloader.train.dataset.image_root=$BCCD/images \
-        dataloader.test.dataset.json_file=$BCCD/annotations/val.json \
-        dataloader.test.dataset.image_root=$BCCD/images
-"""  # noqa: E501  (the config's path in the command above is one unsplittable 94-character word)
+from semianchor.model_zoo import load_base
 
-from detectron2.config import LazyConfig
-
-model, dataloader, optimizer, lr_multiplier, train = LazyConfig.load_rel(
-    "../../../configs/quickstart/noisy_anchor_retinanet_R18_coco_json.py",
-    ("model", "dataloader", "optimizer", "lr_multiplier", "train"),
+model, dataloader, optimizer, lr_multiplier, train = load_base(
+    "../../../configs/quickstart/noisy_anchor_retinanet_R18_coco_json.py"
 )
 model.normalizer_type = "retinanet_matched"
 train.output_dir = "./output/noisy_anchor_retinanet_norm_retinanet_matched_coco_json"

@@ -4,11 +4,10 @@
 FAM model's parameters and random initialisation, the control that separates the alignment from
 the initialisation)."""
 
-from detectron2.config import LazyConfig
+from semianchor.model_zoo import load_base
 
-model, dataloader, optimizer, lr_multiplier, train = LazyConfig.load_rel(
-    "../../../configs/quickstart/padet_R18_coco_json.py",
-    ("model", "dataloader", "optimizer", "lr_multiplier", "train"),
+model, dataloader, optimizer, lr_multiplier, train = load_base(
+    "../../../configs/quickstart/padet_R18_coco_json.py"
 )
 
 model.head.fam_offset_grad_mul = 0.0

@@ -2,11 +2,10 @@
 (padet_apm_fam_R18_coco_json.py) with the gradient reaching the FAM's offset branch scaled by
 0.1 (the usual learning-rate multiplier of deformable-conv offsets)."""
 
-from detectron2.config import LazyConfig
+from semianchor.model_zoo import load_base
 
-model, dataloader, optimizer, lr_multiplier, train = LazyConfig.load_rel(
-    "../../../configs/quickstart/padet_R18_coco_json.py",
-    ("model", "dataloader", "optimizer", "lr_multiplier", "train"),
+model, dataloader, optimizer, lr_multiplier, train = load_base(
+    "../../../configs/quickstart/padet_R18_coco_json.py"
 )
 
 model.head.fam_offset_grad_mul = 0.1

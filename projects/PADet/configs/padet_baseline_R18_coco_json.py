@@ -1,11 +1,10 @@
 """Table 2's baseline row at the quickstart budget: padet_apm_fam_R18_coco_json.py with no APM
 (no anchor scoring or adjustment branch: initial anchors, no theta rule or gate) and no FAM."""
 
-from detectron2.config import LazyConfig
+from semianchor.model_zoo import load_base
 
-model, dataloader, optimizer, lr_multiplier, train = LazyConfig.load_rel(
-    "../../../configs/quickstart/padet_R18_coco_json.py",
-    ("model", "dataloader", "optimizer", "lr_multiplier", "train"),
+model, dataloader, optimizer, lr_multiplier, train = load_base(
+    "../../../configs/quickstart/padet_R18_coco_json.py"
 )
 
 model.promote = False

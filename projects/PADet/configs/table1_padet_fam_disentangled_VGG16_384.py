@@ -2,11 +2,10 @@
 channels), the full model (= configs/COCO-Detection/padet_VGG16_384.py). Full APM; FAM on D1-D4;
 APM outputs detached before the offset convs (P5)."""
 
-from detectron2.config import LazyConfig
+from semianchor.model_zoo import load_base
 
-model, dataloader, optimizer, lr_multiplier, train = LazyConfig.load_rel(
-    "../../../configs/COCO-Detection/padet_VGG16_384.py",
-    ("model", "dataloader", "optimizer", "lr_multiplier", "train"),
+model, dataloader, optimizer, lr_multiplier, train = load_base(
+    "../../../configs/COCO-Detection/padet_VGG16_384.py"
 )
 
 model.head.fam_mode = "disentangled"

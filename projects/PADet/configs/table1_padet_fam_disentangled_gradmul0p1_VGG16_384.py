@@ -2,11 +2,10 @@
 deltas' gradient scaled by 0.1 (RepPoints' gradient_mul) instead of detached (0, Guided
 Anchoring's choice and the default)."""
 
-from detectron2.config import LazyConfig
+from semianchor.model_zoo import load_base
 
-model, dataloader, optimizer, lr_multiplier, train = LazyConfig.load_rel(
-    "../../../configs/COCO-Detection/padet_VGG16_384.py",
-    ("model", "dataloader", "optimizer", "lr_multiplier", "train"),
+model, dataloader, optimizer, lr_multiplier, train = load_base(
+    "../../../configs/COCO-Detection/padet_VGG16_384.py"
 )
 
 model.head.fam_grad_mul = 0.1

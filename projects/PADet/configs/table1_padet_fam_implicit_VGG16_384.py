@@ -2,11 +2,10 @@
 come from the detection features themselves (a 1x1 conv, zero-initialised), not from the APM.
 Full APM."""
 
-from detectron2.config import LazyConfig
+from semianchor.model_zoo import load_base
 
-model, dataloader, optimizer, lr_multiplier, train = LazyConfig.load_rel(
-    "../../../configs/COCO-Detection/padet_VGG16_384.py",
-    ("model", "dataloader", "optimizer", "lr_multiplier", "train"),
+model, dataloader, optimizer, lr_multiplier, train = load_base(
+    "../../../configs/COCO-Detection/padet_VGG16_384.py"
 )
 
 model.head.fam_mode = "implicit"

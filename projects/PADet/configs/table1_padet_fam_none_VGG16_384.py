@@ -1,11 +1,10 @@
 """PADet Table 1 row "w/o alignment" (31.7 AP): the full APM and a plain 3x3 conv
 where the FAM would be (= Table 2 row APM)."""
 
-from detectron2.config import LazyConfig
+from semianchor.model_zoo import load_base
 
-model, dataloader, optimizer, lr_multiplier, train = LazyConfig.load_rel(
-    "../../../configs/COCO-Detection/padet_VGG16_384.py",
-    ("model", "dataloader", "optimizer", "lr_multiplier", "train"),
+model, dataloader, optimizer, lr_multiplier, train = load_base(
+    "../../../configs/COCO-Detection/padet_VGG16_384.py"
 )
 
 model.head.fam_mode = "none"

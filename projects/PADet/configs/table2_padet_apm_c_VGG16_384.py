@@ -3,11 +3,10 @@ initial anchors; negatives it scores below theta = 0.01 are ignored by the detec
 which matches and decodes the initial (unpromoted) anchors; at test time anchors below theta are
 dropped. No anchor adjustment branch, no FAM."""
 
-from detectron2.config import LazyConfig
+from semianchor.model_zoo import load_base
 
-model, dataloader, optimizer, lr_multiplier, train = LazyConfig.load_rel(
-    "../../../configs/COCO-Detection/padet_VGG16_384.py",
-    ("model", "dataloader", "optimizer", "lr_multiplier", "train"),
+model, dataloader, optimizer, lr_multiplier, train = load_base(
+    "../../../configs/COCO-Detection/padet_VGG16_384.py"
 )
 
 model.promote = False  # no APM_R: initial anchors

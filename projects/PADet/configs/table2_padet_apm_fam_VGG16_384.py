@@ -2,11 +2,10 @@
 configs/COCO-Detection/padet_VGG16_384.py (disentangled offsets on D1-D4, APM detached). Also
 Table 1's row (c)."""
 
-from detectron2.config import LazyConfig
+from semianchor.model_zoo import load_base
 
-model, dataloader, optimizer, lr_multiplier, train = LazyConfig.load_rel(
-    "../../../configs/COCO-Detection/padet_VGG16_384.py",
-    ("model", "dataloader", "optimizer", "lr_multiplier", "train"),
+model, dataloader, optimizer, lr_multiplier, train = load_base(
+    "../../../configs/COCO-Detection/padet_VGG16_384.py"
 )
 
 train.output_dir = "./output/padet_table2_apm_fam"

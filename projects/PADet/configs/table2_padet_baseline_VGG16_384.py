@@ -3,11 +3,10 @@ all (neither the anchor scoring nor the anchor adjustment branch: the detection 
 and decodes the initial SSD anchors, no theta rule, no test-time gate) and no FAM (a plain 3x3
 conv). Softmax CE with 3:1 hard-negative mining and soft-NMS as the full model."""
 
-from detectron2.config import LazyConfig
+from semianchor.model_zoo import load_base
 
-model, dataloader, optimizer, lr_multiplier, train = LazyConfig.load_rel(
-    "../../../configs/COCO-Detection/padet_VGG16_384.py",
-    ("model", "dataloader", "optimizer", "lr_multiplier", "train"),
+model, dataloader, optimizer, lr_multiplier, train = load_base(
+    "../../../configs/COCO-Detection/padet_VGG16_384.py"
 )
 
 model.promote = False  # no APM_R: initial anchors

@@ -3,11 +3,10 @@ regresses toward the location's GT (the default R1: only the anchors positive be
 regression, toward their own GT). The log's ``sad/iou_after_reg_nonpos_anchors`` shows what the
 extra anchors learn."""
 
-from detectron2.config import LazyConfig
+from semianchor.model_zoo import load_base
 
-model, dataloader, optimizer, lr_multiplier, train = LazyConfig.load_rel(
-    "../../../configs/quickstart/sad_R18_coco_json.py",
-    ("model", "dataloader", "optimizer", "lr_multiplier", "train"),
+model, dataloader, optimizer, lr_multiplier, train = load_base(
+    "../../../configs/quickstart/sad_R18_coco_json.py"
 )
 
 model.assigner.regression = "location"

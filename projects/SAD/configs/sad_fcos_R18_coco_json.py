@@ -1,12 +1,9 @@
-"""SAD at the quickstart budget with Table 3's "FCOS" location labelling
-(``model.assigner.location_rule="fcos"``) instead of Eq. 4; everything else as
-sad_R18_coco_json.py."""
+"""SAD at the quickstart budget with Table 3's "FCOS" location labelling instead of Eq. 4."""
 
-from detectron2.config import LazyConfig
+from semianchor.model_zoo import load_base
 
-model, dataloader, optimizer, lr_multiplier, train = LazyConfig.load_rel(
-    "../../../configs/quickstart/sad_R18_coco_json.py",
-    ("model", "dataloader", "optimizer", "lr_multiplier", "train"),
+model, dataloader, optimizer, lr_multiplier, train = load_base(
+    "../../../configs/quickstart/sad_R18_coco_json.py"
 )
 
 model.assigner.location_rule = "fcos"

@@ -1,15 +1,9 @@
 """SAD Table 1 row (#s, #a) = (2, 1): A = 2 anchors per location (base 4 x stride, scales
 2^(i/2), ratios [1.0]; choice S1)."""
 
-from detectron2.config import LazyConfig
+from semianchor.model_zoo import load_base, set_anchor_grid
 
-model, dataloader, optimizer, lr_multiplier, train = LazyConfig.load_rel(
-    "../../../configs/COCO-Detection/sad_R_50_FPN_1x.py",
-    ("model", "dataloader", "optimizer", "lr_multiplier", "train"),
+model, dataloader, optimizer, lr_multiplier, train = load_base(
+    "../../../configs/COCO-Detection/sad_R_50_FPN_1x.py"
 )
-
-model.anchor_generator.sizes = [
-    [4 * s * 2 ** (i / 2) for i in range(2)] for s in (8, 16, 32, 64, 128)
-]
-model.anchor_generator.aspect_ratios = [[1.0]]
-model.head.num_anchors = 2
+set_anchor_grid(model, base=4, num_scales=2, aspect_ratios=[1.0])

@@ -1,15 +1,9 @@
 """SAD Table 1 row (#s, #a) = (5, 5): A = 25 anchors per location (base 4 x stride, scales
 2^(i/5), ratios [1 / 3, 1 / 2, 1.0, 2.0, 3.0]; choice S1)."""
 
-from detectron2.config import LazyConfig
+from semianchor.model_zoo import load_base, set_anchor_grid
 
-model, dataloader, optimizer, lr_multiplier, train = LazyConfig.load_rel(
-    "../../../configs/COCO-Detection/sad_R_50_FPN_1x.py",
-    ("model", "dataloader", "optimizer", "lr_multiplier", "train"),
+model, dataloader, optimizer, lr_multiplier, train = load_base(
+    "../../../configs/COCO-Detection/sad_R_50_FPN_1x.py"
 )
-
-model.anchor_generator.sizes = [
-    [4 * s * 2 ** (i / 5) for i in range(5)] for s in (8, 16, 32, 64, 128)
-]
-model.anchor_generator.aspect_ratios = [[1 / 3, 1 / 2, 1.0, 2.0, 3.0]]
-model.head.num_anchors = 25
+set_anchor_grid(model, base=4, num_scales=5, aspect_ratios=[1 / 3, 1 / 2, 1.0, 2.0, 3.0])

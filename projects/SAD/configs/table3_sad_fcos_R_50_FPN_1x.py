@@ -3,11 +3,10 @@ every location inside a GT whose largest distance to the box's sides fits its le
 (FCOS's rule), instead of the locations with a positive anchor (Eq. 4). Anchors, R1 regression,
 AC labels and losses unchanged."""
 
-from detectron2.config import LazyConfig
+from semianchor.model_zoo import load_base
 
-model, dataloader, optimizer, lr_multiplier, train = LazyConfig.load_rel(
-    "../../../configs/COCO-Detection/sad_R_50_FPN_1x.py",
-    ("model", "dataloader", "optimizer", "lr_multiplier", "train"),
+model, dataloader, optimizer, lr_multiplier, train = load_base(
+    "../../../configs/COCO-Detection/sad_R_50_FPN_1x.py"
 )
 
 model.assigner.location_rule = "fcos"

@@ -1,11 +1,10 @@
 """SAD Table 6 row: inference strategy pos0p1 (evaluate a model trained with the default config;
 the strategy only changes inference)."""
 
-from detectron2.config import LazyConfig
+from semianchor.model_zoo import load_base
 
-model, dataloader, optimizer, lr_multiplier, train = LazyConfig.load_rel(
-    "../../../configs/COCO-Detection/sad_R_50_FPN_1x.py",
-    ("model", "dataloader", "optimizer", "lr_multiplier", "train"),
+model, dataloader, optimizer, lr_multiplier, train = load_base(
+    "../../../configs/COCO-Detection/sad_R_50_FPN_1x.py"
 )
 
 model.inference = "pos"
