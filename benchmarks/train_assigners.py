@@ -245,6 +245,8 @@ def write_table(results_dir=RESULTS, output_dir=os.path.join("output", "bench"),
                 continue  # e.g. dla_collapse/<tag>/: another benchmark's records
             with open(path) as f:
                 r = json.load(f)
+            if not {"method", "dataset", "metrics"} <= r.keys():
+                continue  # another benchmark's record beside the runs (e.g. sad_A2_noac_draws)
             before = dict(r)
             out = os.path.join(REPO, output_dir, r["dataset"], r["method"])
             if os.path.exists(os.path.join(out, "metrics.json")):  # the run itself is the source
