@@ -1,12 +1,6 @@
-"""The quickstart atss (R-18-FPN, 64 channels, from scratch) on a COCO json named on the
-command line, e.g. BCCD::
-
-    python tools/lazyconfig_train_net.py --config-file configs/quickstart/atss_R18_coco_json.py \
-        dataloader.train.dataset.json_file=/data/bccd/annotations/train.json \
-        dataloader.train.dataset.image_root=/data/bccd/images \
-        dataloader.test.dataset.json_file=/data/bccd/annotations/val.json \
-        dataloader.test.dataset.image_root=/data/bccd/images
-"""
+"""The quickstart ATSS on a COCO json: its ``_shapes`` twin with the
+small-image json loader; the files go on the command line
+(``configs/common/data/coco_json.py`` shows how)."""
 
 from ..common.data.coco_json_quickstart import dataloader
 from .atss_R18_shapes import lr_multiplier, model, optimizer, train

@@ -1,14 +1,6 @@
-"""The quickstart DLA (R-18-FPN, 64 channels, from scratch) on a COCO json named on the command
-line (e.g. BCCD): ``dla_R18_shapes.py``'s model and schedule with the small-image COCO-json data
-recipe of ``retinanet_R18_coco_json.py`` (shortest edge 224-288 px for training, 256 px for
-testing, batch 8). alpha's epochs come from the json's size (the training tool sets them)::
-
-    python tools/lazyconfig_train_net.py --config-file configs/quickstart/dla_R18_coco_json.py \
-        dataloader.train.dataset.json_file=/data/bccd/annotations/train.json \
-        dataloader.train.dataset.image_root=/data/bccd/images \
-        dataloader.test.dataset.json_file=/data/bccd/annotations/val.json \
-        dataloader.test.dataset.image_root=/data/bccd/images
-"""
+"""The quickstart DLA on a COCO json: its ``_shapes`` twin with the
+small-image json loader; the files go on the command line
+(``configs/common/data/coco_json.py`` shows how)."""
 
 from ..common.data.coco_json_quickstart import dataloader
 from ..common.data.constants import dataset_sizes

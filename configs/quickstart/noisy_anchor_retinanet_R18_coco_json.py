@@ -1,13 +1,6 @@
-"""The quickstart Noisy-Anchor RetinaNet on a COCO json from the CLI (e.g. BCCD): the twin of
-``retinanet_R18_coco_json.py`` (same images sizes, batch, schedule), differing only by the model.
-
-    python tools/lazyconfig_train_net.py \
-        --config-file configs/quickstart/noisy_anchor_retinanet_R18_coco_json.py \
-        dataloader.train.dataset.json_file=/data/bccd/annotations/train.json \
-        dataloader.train.dataset.image_root=/data/bccd/images \
-        dataloader.test.dataset.json_file=/data/bccd/annotations/val.json \
-        dataloader.test.dataset.image_root=/data/bccd/images
-"""
+"""The quickstart Noisy-Anchor RetinaNet on a COCO json: its ``_shapes`` twin with the
+small-image json loader; the files go on the command line
+(``configs/common/data/coco_json.py`` shows how)."""
 
 from detectron2.config import LazyConfig
 

@@ -1,15 +1,6 @@
-"""The quickstart RetinaNet (R-18-FPN, 64 channels, from scratch) on a COCO json from the CLI.
-
-Small images for CPU: shortest edge 224-288 px for training, 256 px for testing (e.g. BCCD's
-640x480 images become 341x256). Name the files and the class count on the command line::
-
-    python tools/lazyconfig_train_net.py \
-        --config-file configs/quickstart/retinanet_R18_coco_json.py \
-        dataloader.train.dataset.json_file=/data/bccd/annotations/train.json \
-        dataloader.train.dataset.image_root=/data/bccd/images \
-        dataloader.test.dataset.json_file=/data/bccd/annotations/val.json \
-        dataloader.test.dataset.image_root=/data/bccd/images
-"""
+"""The quickstart RetinaNet on a COCO json: its ``_shapes`` twin with the
+small-image json loader; the files go on the command line
+(``configs/common/data/coco_json.py`` shows how)."""
 
 from ..common.data.coco_json_quickstart import dataloader
 from .retinanet_R18_shapes import lr_multiplier, model, optimizer, train

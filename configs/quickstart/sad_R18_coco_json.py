@@ -1,12 +1,6 @@
-"""The quickstart SAD (R-18-FPN, 64 channels, from scratch) on a COCO json from the command line
-(small-image recipe of ``configs/common/data/coco_json_quickstart.py``), e.g. BCCD::
-
-    python tools/lazyconfig_train_net.py --config-file configs/quickstart/sad_R18_coco_json.py \
-        dataloader.train.dataset.json_file=/data/bccd/annotations/train.json \
-        dataloader.train.dataset.image_root=/data/bccd/images \
-        dataloader.test.dataset.json_file=/data/bccd/annotations/val.json \
-        dataloader.test.dataset.image_root=/data/bccd/images
-"""
+"""The quickstart SAD on a COCO json: its ``_shapes`` twin with the
+small-image json loader; the files go on the command line
+(``configs/common/data/coco_json.py`` shows how)."""
 
 from ..common.data.coco_json_quickstart import dataloader
 from .sad_R18_shapes import lr_multiplier, model, optimizer, train
