@@ -28,20 +28,7 @@ from semianchor.modeling.box_coder import DeltaBoxCoder, LTRBBoxCoder
 from semianchor.modeling.heads.dense_head import HeadOutput
 from semianchor.modeling.meta_arch import ATSS, DLA
 
-from .golden_case import (
-    FixedHead,
-    anchor_generator,
-    assert_detections,
-    detections,
-    detector_kwargs,
-    ema_first,
-    gt_instances,
-    logged_scalars,
-    oracle_decode,
-    sigmoid,
-    softplus,
-    training_losses,
-)
+from . import golden_case as golden
 
 K = 2
 W = (10.0, 10.0, 5.0, 5.0)
@@ -65,7 +52,7 @@ def decode(variant, reg):
     """Boxes from the regression by the variant's definition (Detectron2's deltas; ltrb x stride
     from the anchor centre)."""
     if variant == "deltas":
-        return oracle_decode(W, ANCHORS, reg)
+        return golden.oracle_decode(W, ANCHORS, reg)
     boxes = []
     for (x1, y1, x2, y2), (l, t, r, b) in zip(ANCHORS, reg):
         cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
@@ -136,9 +123,9 @@ GENERATOR = dict(sizes=((16,),))
 def atss(variant, **kw):
     outputs = {"cls": HeadOutput(K), "reg": HeadOutput(4), "quality": HeadOutput(1)}
     return ATSS(
-        **detector_kwargs(
-            FixedHead(outputs, 1),
-            anchor_generator(**GENERATOR),
+        **golden.detector_kwargs(
+            golden.FixedHead(outputs, 1),
+            golden.anchor_generator(**GENERATOR),
             box_coder=coder(variant),
             assigner=ATSSAssigner(topk=9),
             num_classes=K,
@@ -161,18 +148,21 @@ def test_the_atss_case_is_what_the_docstring_says():
 
 @pytest.mark.parametrize("variant", ["deltas", "ltrb"])
 def test_atss_every_loss_term_and_its_normaliser(variant):
-    got = training_losses(atss(variant), flat(variant, "quality"), [gt_instances(GTS, GT_CLASSES)])
+    got = golden.training_losses(
+        atss(variant), flat(variant, "quality"), [golden.gt_instances(GTS, GT_CLASSES)]
+    )
     positives = atss_rule({g: [iou(a, GTS[g]) for a in ANCHORS] for g in range(2)})
     boxes = decode(variant, REG[variant])
     ctr = {j: centerness(ANCHORS[j], GTS[g]) for j, g in positives.items()}
     box = sum(ctr[j] * giou_loss(boxes[j], GTS[g]) for j, g in positives.items())
     bce = sum(
-        ctr[j] * softplus(-QUALITY[j]) + (1 - ctr[j]) * softplus(QUALITY[j]) for j in positives
+        ctr[j] * golden.softplus(-QUALITY[j]) + (1 - ctr[j]) * golden.softplus(QUALITY[j])
+        for j in positives
     )
     expected = {
-        "loss_atss_cls": focal_sum(onehot(positives)) / ema_first(2),
-        "loss_atss_box": 2.0 * box / ema_first(sum(ctr.values())),
-        "loss_atss_ctr": bce / ema_first(2),
+        "loss_atss_cls": focal_sum(onehot(positives)) / golden.ema_first(2),
+        "loss_atss_box": 2.0 * box / golden.ema_first(sum(ctr.values())),
+        "loss_atss_ctr": bce / golden.ema_first(2),
     }
     assert set(got) == set(expected)
     for k in expected:
@@ -187,13 +177,13 @@ def test_atss_score_is_sqrt_cls_times_centerness_behind_the_cls_gate(variant):
     quality = [0.5, -3.0, 5.0, 0.0]
     reg = REG[variant]
     boxes = decode(variant, reg).clamp(0, 32)
-    got = detections(atss(variant), flat(variant, "quality", cls, quality, reg))[0]
-    assert math.sqrt(sigmoid(-3.5) * sigmoid(5.0)) > 0.05 > sigmoid(-3.5)
-    assert_detections(
+    got = golden.detections(atss(variant), flat(variant, "quality", cls, quality, reg))[0]
+    assert math.sqrt(golden.sigmoid(-3.5) * golden.sigmoid(5.0)) > 0.05 > golden.sigmoid(-3.5)
+    golden.assert_detections(
         got,
         [
-            (boxes[0].tolist(), math.sqrt(sigmoid(1.0) * sigmoid(0.5)), 1),
-            (boxes[1].tolist(), math.sqrt(sigmoid(-2.75) * sigmoid(-3.0)), 0),
+            (boxes[0].tolist(), math.sqrt(golden.sigmoid(1.0) * golden.sigmoid(0.5)), 1),
+            (boxes[1].tolist(), math.sqrt(golden.sigmoid(-2.75) * golden.sigmoid(-3.0)), 0),
         ],
     )
 
@@ -202,9 +192,9 @@ def test_atss_score_is_sqrt_cls_times_centerness_behind_the_cls_gate(variant):
 def dla(variant, **kw):
     outputs = {"cls": HeadOutput(K), "reg": HeadOutput(4), "metric": HeadOutput(1)}
     return DLA(
-        **detector_kwargs(
-            FixedHead(outputs, 1),
-            anchor_generator(**GENERATOR),
+        **golden.detector_kwargs(
+            golden.FixedHead(outputs, 1),
+            golden.anchor_generator(**GENERATOR),
             box_coder=coder(variant),
             assigner=DLAAssigner(topk=10, gamma=1.0),
             num_classes=K,
@@ -223,7 +213,7 @@ def dla_metric(variant, alpha):
     for g, gt in enumerate(GTS):
         m[g] = []
         for j, anchor in enumerate(ANCHORS):
-            s = sigmoid(CLS[j][GT_CLASSES[g]])
+            s = golden.sigmoid(CLS[j][GT_CLASSES[g]])
             geo = (1 - s) * iou(anchor, gt) + s * iou(boxes[j].tolist(), gt)
             m[g].append((1 - alpha) * s + alpha * geo)
     return m
@@ -237,12 +227,12 @@ def dla_expected(variant, alpha):
     box = sum(w[j] * giou_loss(boxes[j], GTS[g]) for j, g in positives.items())
     qfl = 0.0
     for j, x in enumerate(QUALITY):
-        t, p = w.get(j, 0.0), sigmoid(x)
-        qfl += (t * softplus(-x) + (1 - t) * softplus(x)) * abs(t - p) ** 2
+        t, p = w.get(j, 0.0), golden.sigmoid(x)
+        qfl += (t * golden.softplus(-x) + (1 - t) * golden.softplus(x)) * abs(t - p) ** 2
     return positives, {
-        "loss_dla_cls": focal_sum(onehot(positives)) / ema_first(len(positives)),
-        "loss_dla_box": 2.0 * box / ema_first(sum(w.values())),
-        "loss_dla_metric": qfl / ema_first(len(positives)),
+        "loss_dla_cls": focal_sum(onehot(positives)) / golden.ema_first(len(positives)),
+        "loss_dla_box": 2.0 * box / golden.ema_first(sum(w.values())),
+        "loss_dla_metric": qfl / golden.ema_first(len(positives)),
     }
 
 
@@ -250,8 +240,10 @@ def dla_expected(variant, alpha):
 @pytest.mark.parametrize("alpha", [1.0, 0.5])
 def test_dla_every_loss_term_with_a_fixed_alpha(variant, alpha):
     """Table 2's fixed alpha; alpha = 1 (t = 0 of Eq. 2) and 0.5 give different values."""
-    got = training_losses(
-        dla(variant, fixed_alpha=alpha), flat(variant, "metric"), [gt_instances(GTS, GT_CLASSES)]
+    got = golden.training_losses(
+        dla(variant, fixed_alpha=alpha),
+        flat(variant, "metric"),
+        [golden.gt_instances(GTS, GT_CLASSES)],
     )
     positives, expected = dla_expected(variant, alpha)
     assert positives, "the case must have positives"
@@ -265,8 +257,8 @@ def test_dla_alpha_follows_eq2_at_the_storage_iteration():
     alpha = 0.1 exp(-5 / sqrt(10)) + 0.9."""
     alpha = 0.1 * math.exp(-5 / math.sqrt(10)) + 0.9
     model = dla("ltrb", iters_per_epoch=10, max_iter=100)
-    got = training_losses(
-        model, flat("ltrb", "metric"), [gt_instances(GTS, GT_CLASSES)], iteration=50
+    got = golden.training_losses(
+        model, flat("ltrb", "metric"), [golden.gt_instances(GTS, GT_CLASSES)], iteration=50
     )
     _, expected = dla_expected("ltrb", alpha)
     _, at_one = dla_expected("ltrb", 1.0)
@@ -282,11 +274,11 @@ def test_dla_score_modes(mode):
     cls = [[-8.0, 1.0], [-2.75, -8.0], [-3.5, -8.0], [-8.0, -8.0]]
     metric = [0.5, -3.0, 5.0, 0.0]
     boxes = decode("ltrb", REG["ltrb"]).clamp(0, 32)
-    got = detections(
+    got = golden.detections(
         dla("ltrb", fixed_alpha=1.0, score_mode=mode), flat("ltrb", "metric", cls, metric)
     )[0]
-    p = {0: sigmoid(1.0), 1: sigmoid(-2.75)}
-    q = {0: sigmoid(0.5), 1: sigmoid(-3.0)}
+    p = {0: golden.sigmoid(1.0), 1: golden.sigmoid(-2.75)}
+    q = {0: golden.sigmoid(0.5), 1: golden.sigmoid(-3.0)}
     score = {
         "metric": lambda j: q[j],
         "cls_metric": lambda j: p[j] * q[j],
@@ -294,15 +286,17 @@ def test_dla_score_modes(mode):
         "cls": lambda j: p[j],
     }[mode]
     expected = [(boxes[0].tolist(), score(0), 1), (boxes[1].tolist(), score(1), 0)]
-    assert_detections(got, expected)
+    golden.assert_detections(got, expected)
 
 
 @pytest.mark.parametrize("variant", ["deltas", "ltrb"])
 def test_dla_logged_assignment_statistics(variant):
     """Two positives on the one level, their metric, prior IoU, score and predicted IoU; the
     LTRB coder also logs its zero (dead ReLU) channel shares, overall and of the positives."""
-    got = logged_scalars(
-        dla(variant, fixed_alpha=0.5), flat(variant, "metric"), [gt_instances(GTS, GT_CLASSES)]
+    got = golden.logged_scalars(
+        dla(variant, fixed_alpha=0.5),
+        flat(variant, "metric"),
+        [golden.gt_instances(GTS, GT_CLASSES)],
     )
     keys = {"dla_alpha", "num_pos_anchors", "num_pos_per_gt", "dla/pos_level_0"}
     keys |= {f"dla/pos_{k}" for k in ("metric_mean", "weight_sum", "iou_prior", "score_mean")}

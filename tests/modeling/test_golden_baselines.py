@@ -22,15 +22,8 @@ from detectron2.config import LazyConfig, instantiate
 from detectron2.structures import Boxes
 from detectron2.utils.events import EventStorage
 
+from . import golden_case as golden
 from .conftest import REPO, shrink_lazy_model
-from .golden_case import (
-    assert_detections,
-    gt_instances,
-    level_map,
-    oracle_encode,
-    smooth_l1,
-    softplus,
-)
 
 K = 2
 ANCHORS = [[0, 0, 16, 16], [16, 0, 32, 16], [0, 16, 16, 32], [16, 16, 32, 32]]
@@ -61,7 +54,7 @@ def test_retinanet_config_losses():
     assert model.smooth_l1_beta == 0.1
     anchors = [Boxes(torch.tensor(ANCHORS, dtype=torch.float32))]
     with EventStorage():
-        labels, boxes = model.label_anchors(anchors, [gt_instances(GTS, GT_CLASSES)])
+        labels, boxes = model.label_anchors(anchors, [golden.gt_instances(GTS, GT_CLASSES)])
         losses = model.losses(
             anchors, [torch.tensor([CLS])], labels, [torch.tensor([DELTAS])], boxes
         )
@@ -74,8 +67,8 @@ def test_retinanet_config_losses():
     cls = float(sigmoid_focal_loss(torch.tensor(CLS), targets, 0.25, 2.0, reduction="sum"))
     box = 0.0
     for j, g in positives.items():
-        target = oracle_encode((1.0, 1.0, 1.0, 1.0), ANCHORS[j], GTS[g])[0].tolist()
-        box += sum(smooth_l1(d - t, 0.1) for d, t in zip(DELTAS[j], target))
+        target = golden.oracle_encode((1.0, 1.0, 1.0, 1.0), ANCHORS[j], GTS[g])[0].tolist()
+        box += sum(golden.smooth_l1(d - t, 0.1) for d, t in zip(DELTAS[j], target))
     assert float(losses["loss_cls"]) == pytest.approx(cls / ema(2, 100), rel=1e-5)
     assert float(losses["loss_box_reg"]) == pytest.approx(box / ema(2, 100), rel=1e-5)
 
@@ -108,7 +101,7 @@ def fcos_flat():
 
 
 def fcos_predictions(cls, ltrb, ctr):
-    return [[level_map(x[None], (4, 4), 1)] for x in (cls, ltrb, ctr)]
+    return [[golden.level_map(x[None], (4, 4), 1)] for x in (cls, ltrb, ctr)]
 
 
 def test_fcos_config_losses():
@@ -120,7 +113,7 @@ def test_fcos_config_losses():
     model.train()
     with EventStorage():
         losses = model.forward_training(
-            None, features, fcos_predictions(cls, ltrb, ctr), [gt_instances(GTS, GT_CLASSES)]
+            None, features, fcos_predictions(cls, ltrb, ctr), [golden.gt_instances(GTS, GT_CLASSES)]
         )
     positives = fcos_positives()
     assert positives == {0: 0, 1: 0, 4: 0, 5: 0, 10: 1, 11: 1, 14: 1, 15: 1}
@@ -138,7 +131,7 @@ def test_fcos_config_losses():
         dl, dt, dr, db = px - x1, py - y1, x2 - px, y2 - py
         c = math.sqrt(min(dl, dr) / max(dl, dr) * min(dt, db) / max(dt, db))
         x = float(ctr[j])
-        bce += c * softplus(-x) + (1 - c) * softplus(x)
+        bce += c * golden.softplus(-x) + (1 - c) * golden.softplus(x)
     assert float(losses["loss_fcos_cls"]) == pytest.approx(focal / n, rel=1e-5)
     assert float(losses["loss_fcos_loc"]) == pytest.approx(giou / n, rel=1e-5)
     assert float(losses["loss_fcos_ctr"]) == pytest.approx(bce / n, rel=1e-5)
@@ -162,4 +155,4 @@ def test_fcos_score_is_sqrt_cls_times_centerness_gated_at_0_2():
         )[0]
     assert math.sqrt(0.9 * 0.03) < 0.2 < math.sqrt(0.3 * 0.95)
     got = (out.pred_boxes.tensor, out.scores, out.pred_classes)
-    assert_detections(got, [([8.0, 8.0, 16.0, 16.0], math.sqrt(0.3 * 0.95), 0)])
+    golden.assert_detections(got, [([8.0, 8.0, 16.0, 16.0], math.sqrt(0.3 * 0.95), 0)])

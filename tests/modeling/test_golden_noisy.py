@@ -28,22 +28,7 @@ from semianchor.modeling.heads.dense_head import HeadOutput
 from semianchor.modeling.meta_arch import NoisyAnchorRetinaNet
 from semianchor.modeling.proposal_generator import NoisyAnchorRPN
 
-from .golden_case import (
-    FixedHead,
-    anchor_generator,
-    assert_detections,
-    detections,
-    detector_kwargs,
-    ema_first,
-    gt_instances,
-    logged_scalars,
-    oracle_decode,
-    oracle_encode,
-    sigmoid,
-    smooth_l1,
-    softplus,
-    training_losses,
-)
+from . import golden_case as golden
 
 K = 2
 W = (1.0, 1.0, 1.0, 1.0)
@@ -73,7 +58,7 @@ def top_n(n):
 
 def cleanliness(positives, p_cls, alpha=0.75, gamma=1.0):
     """c and the normalised r of every positive (Eq. 3-4), from class probabilities p_cls[j]."""
-    decoded = oracle_decode(W, ANCHORS, REG)
+    decoded = golden.oracle_decode(W, ANCHORS, REG)
     c, r = {}, {}
     for j, g in positives.items():
         loc_a = float(box_iou(decoded[j : j + 1], torch.tensor([GTS[g]]).float()))
@@ -87,17 +72,17 @@ def cleanliness(positives, p_cls, alpha=0.75, gamma=1.0):
 
 def soft_focal(x, t):
     """Eq. 1 with t -> c: -t alpha (1 - p)^gamma log p - (1 - t)(1 - alpha) p^gamma log(1 - p)."""
-    p = sigmoid(x)
-    return t * ALPHA * (1 - p) ** GAMMA_FL * softplus(-x) + (1 - t) * (
+    p = golden.sigmoid(x)
+    return t * ALPHA * (1 - p) ** GAMMA_FL * golden.softplus(-x) + (1 - t) * (
         1 - ALPHA
-    ) * p**GAMMA_FL * (softplus(x))
+    ) * p**GAMMA_FL * (golden.softplus(x))
 
 
 def hand_losses(
     topn=2, gamma=1.0, soft_labels=True, reweight=True, normalizer="positives", reg=REG
 ):
     positives = top_n(topn)
-    p_cls = [[sigmoid(x) for x in row] for row in CLS]
+    p_cls = [[golden.sigmoid(x) for x in row] for row in CLS]
     c, r = cleanliness(positives, p_cls, gamma=gamma)
     if not reweight:
         r = {j: 1.0 for j in positives}
@@ -111,8 +96,8 @@ def hand_losses(
                 cls += soft_focal(CLS[j][k], 0.0)
     box = 0.0
     for j, g in positives.items():
-        target = oracle_encode(W, ANCHORS[j], GTS[g])[0].tolist()
-        box += r[j] * sum(smooth_l1(d - t, BETA) for d, t in zip(reg[j], target))
+        target = golden.oracle_encode(W, ANCHORS[j], GTS[g])[0].tolist()
+        box += r[j] * sum(golden.smooth_l1(d - t, BETA) for d, t in zip(reg[j], target))
     if normalizer == "positives":
         count = len(positives)
     elif normalizer == "soft_targets":
@@ -120,15 +105,18 @@ def hand_losses(
     else:  # RetinaNet's matcher {0.4, 0.5} with low-quality matches, on the same anchors
         _, labels = Matcher([0.4, 0.5], [0, -1, 1], allow_low_quality_matches=True)(iou_matrix().T)
         count = int((labels == 1).sum())
-    return {"loss_noisy_cls": cls / ema_first(count), "loss_noisy_box": box / ema_first(count)}
+    return {
+        "loss_noisy_cls": cls / golden.ema_first(count),
+        "loss_noisy_box": box / golden.ema_first(count),
+    }
 
 
 def noisy(assigner=None, **kw):
     outputs = {"cls": HeadOutput(K), "reg": HeadOutput(4)}
     return NoisyAnchorRetinaNet(
-        **detector_kwargs(
-            FixedHead(outputs, 1),
-            anchor_generator(sizes=((16,),)),
+        **golden.detector_kwargs(
+            golden.FixedHead(outputs, 1),
+            golden.anchor_generator(sizes=((16,),)),
             box_coder=DeltaBoxCoder(weights=W),
             assigner=CleanlinessAssigner(**{"topn": 2, **(assigner or {})}),
             num_classes=K,
@@ -156,7 +144,7 @@ def test_the_case_is_what_the_docstring_says():
 
 
 def test_every_loss_term_and_its_normaliser():
-    got = training_losses(noisy(), flat(), [gt_instances(GTS, GT_CLASSES)])
+    got = golden.training_losses(noisy(), flat(), [golden.gt_instances(GTS, GT_CLASSES)])
     assert_losses(got, hand_losses())
 
 
@@ -173,7 +161,9 @@ def test_every_loss_term_and_its_normaliser():
     ids=["SR_only", "SL_only", "binary_top_n", "topn_1", "gamma_0", "gamma_2"],
 )
 def test_table3_and_table4_switches(switch):
-    got = training_losses(noisy(assigner=switch), flat(), [gt_instances(GTS, GT_CLASSES)])
+    got = golden.training_losses(
+        noisy(assigner=switch), flat(), [golden.gt_instances(GTS, GT_CLASSES)]
+    )
     expected = hand_losses(**switch)
     assert_losses(got, expected)
     default = hand_losses()
@@ -184,8 +174,8 @@ def test_table3_and_table4_switches(switch):
 def test_loss_normalizer_choices(normalizer):
     """soft_targets: EMA(sum of c over A_pos); retinanet_matched: EMA(2), the positives of
     Detectron2's Matcher([0.4, 0.5]) on the same anchors."""
-    got = training_losses(
-        noisy(normalizer_type=normalizer), flat(), [gt_instances(GTS, GT_CLASSES)]
+    got = golden.training_losses(
+        noisy(normalizer_type=normalizer), flat(), [golden.gt_instances(GTS, GT_CLASSES)]
     )
     assert_losses(got, hand_losses(normalizer=normalizer))
 
@@ -195,13 +185,14 @@ def test_inference_is_p_cls_with_torchvision_nms():
     (IoU > 0.5): the same survivors as torchvision's nms."""
     cls = [[-8.0, 2.0], [-8.0, 1.0], [-8.0, -8.0], [0.5, -8.0]]
     reg = [[0.0] * 4, [-0.8, 0.0, 0.0, 0.0], [0.0] * 4, [0.0] * 4]  # anchor 1 shifted 12.8 px
-    boxes = oracle_decode(W, ANCHORS, reg).clamp(0, 32)
-    scores = torch.tensor([sigmoid(2.0), sigmoid(1.0)])
+    boxes = golden.oracle_decode(W, ANCHORS, reg).clamp(0, 32)
+    scores = torch.tensor([golden.sigmoid(2.0), golden.sigmoid(1.0)])
     keep = nms(boxes[:2], scores, 0.5)
     assert keep.tolist() == [0]
-    got = detections(noisy(), flat(cls, reg))[0]
-    assert_detections(
-        got, [(boxes[3].tolist(), sigmoid(0.5), 0), (boxes[0].tolist(), sigmoid(2.0), 1)]
+    got = golden.detections(noisy(), flat(cls, reg))[0]
+    golden.assert_detections(
+        got,
+        [(boxes[3].tolist(), golden.sigmoid(0.5), 0), (boxes[0].tolist(), golden.sigmoid(2.0), 1)],
     )
 
 
@@ -228,7 +219,7 @@ OBJ = [0.4, -1.2, -0.3, 1.5]
 
 def rpn_losses(model):
     anchors = model.anchor_generator([torch.zeros(1, 1, 2, 2)])
-    gts = [gt_instances(GTS, GT_CLASSES)]
+    gts = [golden.gt_instances(GTS, GT_CLASSES)]
     inputs, gts = model.label_and_sample_anchors(anchors, gts)
     with EventStorage():
         losses = model.losses(anchors, [torch.tensor([OBJ])], inputs, [torch.tensor([REG])], gts)
@@ -240,17 +231,17 @@ def test_rpn_losses(reweight):
     """Objectness as one class: c = 0.75 loc_a + 0.25 sigmoid(objectness); every anchor is
     sampled (4 < 256); both losses / (256 x 1 image); L1 (beta 0) box loss."""
     positives = top_n(2)
-    p_obj = [[sigmoid(x)] * K for x in OBJ]  # cls_c: the objectness, whatever the GT's class
+    p_obj = [[golden.sigmoid(x)] * K for x in OBJ]  # cls_c: the objectness, whatever the GT's class
     c, r = cleanliness(positives, p_obj)
     if not reweight:
         r = {j: 1.0 for j in positives}
     cls = 0.0
     for j, x in enumerate(OBJ):
         t = c.get(j, 0.0)
-        cls += r.get(j, 1.0) * (t * softplus(-x) + (1 - t) * softplus(x))
+        cls += r.get(j, 1.0) * (t * golden.softplus(-x) + (1 - t) * golden.softplus(x))
     box = 0.0
     for j, g in positives.items():
-        target = oracle_encode(W, ANCHORS[j], GTS[g])[0].tolist()
+        target = golden.oracle_encode(W, ANCHORS[j], GTS[g])[0].tolist()
         box += r[j] * sum(abs(d - t) for d, t in zip(REG[j], target))
     got = rpn_losses(rpn(dict(reweight=reweight)))
     assert got["loss_rpn_cls"] == pytest.approx(cls / 256, rel=1e-5)
@@ -259,7 +250,7 @@ def test_rpn_losses(reweight):
 
 def test_the_logged_assignment_statistics():
     """3 positives for 2 GTs; the cleanliness statistics of the positives, the largest weight."""
-    got = logged_scalars(noisy(), flat(), [gt_instances(GTS, GT_CLASSES)])
+    got = golden.logged_scalars(noisy(), flat(), [golden.gt_instances(GTS, GT_CLASSES)])
     assert set(got) == {
         "num_pos_anchors",
         "num_pos_per_gt",

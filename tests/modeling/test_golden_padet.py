@@ -25,21 +25,7 @@ from semianchor.modeling.heads.dense_head import HeadOutput
 from semianchor.modeling.heads.padet_head import FeatureAlignment
 from semianchor.modeling.meta_arch import PADet
 
-from .golden_case import (
-    ANCHORS_16_32,
-    FixedHead,
-    assert_detections,
-    detections,
-    detector_kwargs,
-    ema_first,
-    gt_instances,
-    logged_scalars,
-    oracle_decode,
-    oracle_encode,
-    smooth_l1,
-    softplus,
-    training_losses,
-)
+from . import golden_case as golden
 
 K = 2
 W = (10.0, 10.0, 5.0, 5.0)  # SSD variances (0.1, 0.2)
@@ -76,8 +62,8 @@ def padet(promote=True, theta=0.01, neg_pos_ratio=1.0, **kw):
         ]
     )
     return PADet(
-        **detector_kwargs(
-            FixedHead(outputs, [2]),
+        **golden.detector_kwargs(
+            golden.FixedHead(outputs, [2]),
             box_coder=DeltaBoxCoder(weights=W),
             assigner=assigner,
             num_classes=K,
@@ -122,30 +108,35 @@ def mined(losses, labels, ratio):
 def hand_losses(promote=True, theta=0.01, ratio=1.0, apm_ratio=3.0):
     """Sec. 3.3 with hard-negative mining, written out on the case."""
     out = {}
-    initial = max_iou_labels(ANCHORS_16_32)
+    initial = max_iou_labels(golden.ANCHORS_16_32)
     if promote or theta is not None:
-        n_apm = ema_first(sum(c == 0 for c in initial))
+        n_apm = golden.ema_first(sum(c == 0 for c in initial))
     if theta is not None:  # APM_C: BCE of the positive logit, mined
-        bce = [softplus(-x) if initial[i] == 0 else softplus(x) for i, x in enumerate(APM_CLS)]
+        bce = [
+            golden.softplus(-x) if initial[i] == 0 else golden.softplus(x)
+            for i, x in enumerate(APM_CLS)
+        ]
         out["loss_padet_apm_cls"] = sum(bce[i] for i in mined(bce, initial, apm_ratio)) / n_apm
     if promote:  # APM_R: smooth-L1 (beta 1) toward the initial positives' GT
         box = 0.0
         for i in (i for i, c in enumerate(initial) if c == 0):
-            target = oracle_encode(W, ANCHORS_16_32[i], GT)[0].tolist()
-            box += sum(smooth_l1(d - t, 1.0) for d, t in zip(APM_REG[i], target))
+            target = golden.oracle_encode(W, golden.ANCHORS_16_32[i], GT)[0].tolist()
+            box += sum(golden.smooth_l1(d - t, 1.0) for d, t in zip(APM_REG[i], target))
         out["loss_padet_apm_box"] = box / n_apm
-    anchors = oracle_decode(W, ANCHORS_16_32, APM_REG) if promote else ANCHORS_16_32
+    anchors = (
+        golden.oracle_decode(W, golden.ANCHORS_16_32, APM_REG) if promote else golden.ANCHORS_16_32
+    )
     labels = max_iou_labels(anchors)
     if theta is not None:  # a negative the APM scores below theta is ignored
         p_apm = [1 / (1 + math.exp(-x)) for x in APM_CLS]
         labels = [-1 if c == K and p_apm[i] < theta else c for i, c in enumerate(labels)]
     ce = [softmax_ce(DET_CLS[i], max(c, 0)) for i, c in enumerate(labels)]
-    n_det = ema_first(sum(c == 0 for c in labels))
+    n_det = golden.ema_first(sum(c == 0 for c in labels))
     out["loss_padet_cls"] = sum(ce[i] for i in mined(ce, labels, ratio)) / n_det
     box = 0.0
     for i in (i for i, c in enumerate(labels) if c == 0):
-        target = oracle_encode(W, anchors[i], GT)[0].tolist()
-        box += sum(smooth_l1(d - t, 1.0) for d, t in zip(DET_REG[i], target))
+        target = golden.oracle_encode(W, anchors[i], GT)[0].tolist()
+        box += sum(golden.smooth_l1(d - t, 1.0) for d, t in zip(DET_REG[i], target))
     out["loss_padet_box"] = box / n_det
     return out, labels
 
@@ -157,7 +148,7 @@ def assert_losses(got, expected):
 
 
 def test_the_case_is_what_the_docstring_says():
-    assert max_iou_labels(ANCHORS_16_32) == [0] + [K] * 7
+    assert max_iou_labels(golden.ANCHORS_16_32) == [0] + [K] * 7
     _, labels = hand_losses()
     assert labels == [0, 0, K, K, -1, -1, K, K]
 
@@ -167,14 +158,16 @@ def test_every_loss_term_and_its_normaliser():
     detection CE mines anchors 3 and 6 (ratio 1), never the ignored 4 and 5 (highest CE); the
     APM BCE mines 6, 3, 2 (ratio 3); the detection box targets are the deltas to the *promoted*
     anchors (anchor 1's is ~0, to its initial 32 px square it would be -3.5 in w and h)."""
-    got = training_losses(padet(), train_flat(), [gt_instances([GT], [0])])
+    got = golden.training_losses(padet(), train_flat(), [golden.gt_instances([GT], [0])])
     expected, _ = hand_losses()
     assert_losses(got, expected)
     assert mined([0] * 8, [0, 0, K, K, -1, -1, K, K], 1.0)[:2] == [0, 1]
 
 
 def test_paper_mining_ratio_three():
-    got = training_losses(padet(neg_pos_ratio=3.0), train_flat(), [gt_instances([GT], [0])])
+    got = golden.training_losses(
+        padet(neg_pos_ratio=3.0), train_flat(), [golden.gt_instances([GT], [0])]
+    )
     assert_losses(got, hand_losses(ratio=3.0)[0])
 
 
@@ -187,10 +180,10 @@ def test_table2_components_change_the_values(promote, theta):
     """Baseline: matching and box targets on the initial anchors, no APM terms, no theta rule
     (the high-CE anchors 4, 5 are mined); APM_C: the theta rule on the initial matching; APM_R:
     promoted anchors without the theta rule."""
-    got = training_losses(
+    got = golden.training_losses(
         padet(promote=promote, theta=theta),
         train_flat(promote, theta),
-        [gt_instances([GT], [0])],
+        [golden.gt_instances([GT], [0])],
     )
     expected, _ = hand_losses(promote=promote, theta=theta)
     assert_losses(got, expected)
@@ -227,11 +220,13 @@ def test_inference_decodes_promoted_anchors_gates_by_theta_and_soft_nms_decays()
     be [0, 0, 24, 24]); anchor 0's box [0, 0, 16, 18] overlaps it with IoU 8/9 > 0.5, so a hard
     NMS would drop it, linear soft-NMS keeps it at s x (1 - 8/9); anchor 2 (APM score
     sigmoid(-6) < theta) is dropped; anchor 3 is class 1 and untouched."""
-    boxes = oracle_decode(W, oracle_decode(W, ANCHORS_16_32, TEST_APM_REG), TEST_REG).clamp(0, 32)
+    boxes = golden.oracle_decode(
+        W, golden.oracle_decode(W, golden.ANCHORS_16_32, TEST_APM_REG), TEST_REG
+    ).clamp(0, 32)
     torch.testing.assert_close(boxes[:2], torch.tensor([[0, 0, 16, 18], [0, 0, 16, 16]]).float())
     iou = 256.0 / 288.0
-    got = detections(padet(), inference_flat())[0]
-    assert_detections(
+    got = golden.detections(padet(), inference_flat())[0]
+    golden.assert_detections(
         got,
         [
             ([8, 0, 32, 24], softmax(TEST_CLS[3], 1), 1),
@@ -244,8 +239,8 @@ def test_inference_decodes_promoted_anchors_gates_by_theta_and_soft_nms_decays()
 def test_baseline_inference_decodes_the_initial_anchors_without_a_gate():
     """use_apm=False: anchor 1's box is [0, 0, 24, 24] (IoU 1/2 with anchor 0's), anchor 2 is
     kept and decayed by anchor 3 (IoU 4/9 >= 0.3)."""
-    got = detections(padet(promote=False, theta=None), inference_flat(False, None))[0]
-    assert_detections(
+    got = golden.detections(padet(promote=False, theta=None), inference_flat(False, None))[0]
+    golden.assert_detections(
         got,
         [
             ([8, 0, 32, 24], softmax(TEST_CLS[3], 1), 1),
@@ -314,7 +309,7 @@ def test_the_logged_assignment_statistics():
     """Initial stage: anchor 0 positive, the other 7 background; promoted stage: 2 positive, 4
     background and 2 ignored by theta (of 6 non-positive); the trained counts after mining (det
     ratio 1, APM ratio 3)."""
-    got = logged_scalars(padet(), train_flat(), [gt_instances([GT], [0])])
+    got = golden.logged_scalars(padet(), train_flat(), [golden.gt_instances([GT], [0])])
     expected = {
         "num_pos_anchors": 2.0,
         "num_pos_per_gt": 2.0,
@@ -328,8 +323,8 @@ def test_the_logged_assignment_statistics():
         "padet/trained_neg_per_pos_det": 1.0,
         "padet/trained_pos_apm": 1.0,
         "padet/trained_neg_per_pos_apm": 3.0,
-        "padet/loss_normalizer": ema_first(2),
-        "padet/loss_normalizer_apm": ema_first(1),
+        "padet/loss_normalizer": golden.ema_first(2),
+        "padet/loss_normalizer_apm": golden.ema_first(1),
     }
     assert set(got) == set(expected)
     for key, value in expected.items():
@@ -341,7 +336,7 @@ def test_the_apm_losses_need_an_initial_stage():
     message = r"^PADet's APM losses need a StagedAssigner with an 'initial' stage$"
     model = padet()
     kwargs = dict(
-        **detector_kwargs(
+        **golden.detector_kwargs(
             model.head,
             box_coder=DeltaBoxCoder(weights=W),
             assigner=MaxIoUAssigner(thresholds=[0.3, 0.5], labels=[0, -1, 1]),
@@ -355,4 +350,4 @@ def test_the_apm_losses_need_an_initial_stage():
         PADet(**kwargs)
     model.assigner = MaxIoUAssigner(thresholds=[0.3, 0.5], labels=[0, -1, 1])
     with pytest.raises(ValueError, match=message):
-        training_losses(model, train_flat(), [gt_instances([GT], [0])])
+        golden.training_losses(model, train_flat(), [golden.gt_instances([GT], [0])])

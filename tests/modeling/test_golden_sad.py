@@ -23,20 +23,7 @@ from semianchor.modeling.heads.dense_head import HeadOutput
 from semianchor.modeling.meta_arch import SemiAnchoredDetector
 from semianchor.modeling.meta_arch.sad import noac_draw_seed
 
-from .golden_case import (
-    ANCHORS_16_32,
-    FixedHead,
-    assert_detections,
-    detections,
-    detector_kwargs,
-    ema_first,
-    gt_instances,
-    logged_scalars,
-    oracle_decode,
-    sigmoid,
-    softplus,
-    training_losses,
-)
+from . import golden_case as golden
 
 K = 2
 W = (10.0, 10.0, 5.0, 5.0)  # the SAD configs' delta weights
@@ -63,8 +50,8 @@ def sad(ac=True, assigner=None, **kw):
     if ac:
         outputs["ac"] = HeadOutput(1)
     return SemiAnchoredDetector(
-        **detector_kwargs(
-            FixedHead(outputs, 2),
+        **golden.detector_kwargs(
+            golden.FixedHead(outputs, 2),
             box_coder=DeltaBoxCoder(weights=W),
             assigner=SADAssigner(**(assigner or {})),
             num_classes=K,
@@ -92,15 +79,15 @@ def hand_losses(location_labels, regressed, sigma=0.9, ac_loss="eq3"):
             targets[loc, c] = 1.0
     num_loc = sum(c < K for c in location_labels)
     cls = sigmoid_focal_loss(torch.tensor(CLS), targets, alpha=0.25, gamma=1.0, reduction="sum")
-    cls = float(cls) / ema_first(num_loc)
+    cls = float(cls) / golden.ema_first(num_loc)
     # box: 2 x -ln IoU of the decoded anchors, / EMA(regressed anchors)
     box = 0.0
     for a, g in regressed.items():
-        decoded = oracle_decode(W, ANCHORS_16_32[a], REG[a])
+        decoded = golden.oracle_decode(W, golden.ANCHORS_16_32[a], REG[a])
         box += -math.log(float(box_iou(decoded, torch.tensor([GTS[g]]))))
-    box = 2.0 * box / ema_first(len(regressed))
+    box = 2.0 * box / golden.ema_first(len(regressed))
     # AC: Eq. 2 targets on the anchors of positive locations, Eq. 3, / EMA(#y_hat = 1)
-    decoded = oracle_decode(W, ANCHORS_16_32, REG)
+    decoded = golden.oracle_decode(W, golden.ANCHORS_16_32, REG)
     iou = box_iou(decoded, torch.tensor(GTS, dtype=torch.float32))  # (8, 2)
     mu, best_gt = iou.max(dim=1)
     y_hat, mu_of = {}, {}
@@ -114,16 +101,16 @@ def hand_losses(location_labels, regressed, sigma=0.9, ac_loss="eq3"):
     for a in y_hat:
         same_location = [b for b in (a - a % 2, a - a % 2 + 1) if y_hat[b]]
         mu_hat = (mu_of[a] / max(mu_of[b] for b in same_location)) ** sigma if y_hat[a] else 0.0
-        p = sigmoid(AC[a])
+        p = golden.sigmoid(AC[a])
         if ac_loss == "eq3":
             if y_hat[a]:
-                ac += ALPHA * abs(mu_hat - p) ** BETA * mu_hat * softplus(-AC[a])
+                ac += ALPHA * abs(mu_hat - p) ** BETA * mu_hat * golden.softplus(-AC[a])
             else:
-                ac += (1 - ALPHA) * p**BETA * softplus(AC[a])
+                ac += (1 - ALPHA) * p**BETA * golden.softplus(AC[a])
         else:  # QFL-style: BCE(p, mu_hat) |mu_hat - p|^beta, alpha-balanced
-            bce = mu_hat * softplus(-AC[a]) + (1 - mu_hat) * softplus(AC[a])
+            bce = mu_hat * golden.softplus(-AC[a]) + (1 - mu_hat) * golden.softplus(AC[a])
             ac += bce * abs(mu_hat - p) ** BETA * (ALPHA * mu_hat + (1 - ALPHA) * (1 - mu_hat))
-    ac = ac / ema_first(sum(y_hat.values()))
+    ac = ac / golden.ema_first(sum(y_hat.values()))
     return {"loss_sad_cls": cls, "loss_sad_box": box, "loss_sad_ac": ac}
 
 
@@ -136,15 +123,17 @@ def assert_losses(got, expected):
 def test_the_case_is_what_the_docstring_says():
     model = sad()
     anchors = model.anchor_generator([torch.zeros(1, 1, 2, 2)])[0].tensor
-    torch.testing.assert_close(anchors, torch.tensor(ANCHORS_16_32, dtype=torch.float32))
-    mu = box_iou(oracle_decode(W, ANCHORS_16_32, REG), torch.tensor(GTS, dtype=torch.float32))
+    torch.testing.assert_close(anchors, torch.tensor(golden.ANCHORS_16_32, dtype=torch.float32))
+    mu = box_iou(
+        golden.oracle_decode(W, golden.ANCHORS_16_32, REG), torch.tensor(GTS, dtype=torch.float32)
+    )
     assert (mu[[0, 1], 0] > 0.5).all() and mu[6, 1] > 0.5 and mu[7].max() < 0.5
 
 
 def test_every_loss_term_and_its_normaliser():
     """Eq. 4 locations {0: class 1, 3: class 0}; R1 regression of anchors 0 and 6; AC on
     anchors 0, 1, 6 (y_hat = 1, mu_hat = (mu / best)^0.9) and 7 (y_hat = 0)."""
-    got = training_losses(sad(), train_flat(), [gt_instances(GTS, GT_CLASSES)])
+    got = golden.training_losses(sad(), train_flat(), [golden.gt_instances(GTS, GT_CLASSES)])
     assert_losses(got, hand_losses([1, K, K, 0], {0: 0, 6: 1}))
 
 
@@ -152,18 +141,20 @@ def test_the_normalisers_are_emas_across_steps():
     """Second step on the same model: each normaliser is 0.9 x its first value + 0.1 x the count
     (2 locations, 2 regressed anchors, 3 y_hat anchors)."""
     model = sad()
-    training_losses(model, train_flat(), [gt_instances(GTS, GT_CLASSES)])
-    second = training_losses(model, train_flat(), [gt_instances(GTS, GT_CLASSES)])
+    golden.training_losses(model, train_flat(), [golden.gt_instances(GTS, GT_CLASSES)])
+    second = golden.training_losses(model, train_flat(), [golden.gt_instances(GTS, GT_CLASSES)])
     first = hand_losses([1, K, K, 0], {0: 0, 6: 1})
     for key, count in (("loss_sad_cls", 2), ("loss_sad_box", 2), ("loss_sad_ac", 3)):
-        ema2 = 0.9 * ema_first(count) + 0.1 * count
-        assert second[key] == pytest.approx(first[key] * ema_first(count) / ema2, rel=1e-5)
+        ema2 = 0.9 * golden.ema_first(count) + 0.1 * count
+        assert second[key] == pytest.approx(first[key] * golden.ema_first(count) / ema2, rel=1e-5)
 
 
 def test_r2_regresses_every_anchor_of_a_positive_location_toward_its_gt():
     """S4's R2: anchors 0, 1 -> GT0, anchors 6, 7 -> GT1, / EMA(4)."""
-    got = training_losses(
-        sad(assigner=dict(regression="location")), train_flat(), [gt_instances(GTS, GT_CLASSES)]
+    got = golden.training_losses(
+        sad(assigner=dict(regression="location")),
+        train_flat(),
+        [golden.gt_instances(GTS, GT_CLASSES)],
     )
     expected = hand_losses([1, K, K, 0], {0: 0, 1: 0, 6: 1, 7: 1})
     assert_losses(got, expected)
@@ -176,8 +167,10 @@ def test_r2_regresses_every_anchor_of_a_positive_location_toward_its_gt():
 def test_eq1_location_gamma(gamma, locations):
     """Table 4 (Eq. 1, A = 2): a location with one positive and one negative anchor is positive
     iff (1 - gamma) / 2 > gamma / 2, i.e. gamma < 1/2 (Proposition 1: then Eq. 4's labels)."""
-    got = training_losses(
-        sad(assigner=dict(location_gamma=gamma)), train_flat(), [gt_instances(GTS, GT_CLASSES)]
+    got = golden.training_losses(
+        sad(assigner=dict(location_gamma=gamma)),
+        train_flat(),
+        [golden.gt_instances(GTS, GT_CLASSES)],
     )
     regressed = {0: 0, 6: 1} if locations[0] < K else {}
     assert_losses(got, hand_losses(locations, regressed))
@@ -185,8 +178,8 @@ def test_eq1_location_gamma(gamma, locations):
 
 def test_sigma_zero_gives_binary_ac_targets():
     """Table 5's "FL": sigma = 0, every y_hat anchor's target is 1."""
-    got = training_losses(
-        sad(assigner=dict(sigma=0.0)), train_flat(), [gt_instances(GTS, GT_CLASSES)]
+    got = golden.training_losses(
+        sad(assigner=dict(sigma=0.0)), train_flat(), [golden.gt_instances(GTS, GT_CLASSES)]
     )
     expected = hand_losses([1, K, K, 0], {0: 0, 6: 1}, sigma=0.0)
     assert_losses(got, expected)
@@ -196,7 +189,9 @@ def test_sigma_zero_gives_binary_ac_targets():
 
 
 def test_qfl_ac_loss_ablation():
-    got = training_losses(sad(ac_loss="qfl"), train_flat(), [gt_instances(GTS, GT_CLASSES)])
+    got = golden.training_losses(
+        sad(ac_loss="qfl"), train_flat(), [golden.gt_instances(GTS, GT_CLASSES)]
+    )
     assert_losses(got, hand_losses([1, K, K, 0], {0: 0, 6: 1}, ac_loss="qfl"))
 
 
@@ -204,20 +199,20 @@ def test_without_the_ac_head_there_is_no_ac_term():
     """Table 2's no-AC row: the same cls and box terms, no loss_sad_ac."""
     flat = train_flat()
     del flat["ac"]
-    got = training_losses(sad(ac=False), flat, [gt_instances(GTS, GT_CLASSES)])
+    got = golden.training_losses(sad(ac=False), flat, [golden.gt_instances(GTS, GT_CLASSES)])
     expected = hand_losses([1, K, K, 0], {0: 0, 6: 1})
     del expected["loss_sad_ac"]
     assert_losses(got, expected)
 
 
 def test_empty_image_only_the_classification_loss_and_normalisers_at_one():
-    got = training_losses(sad(), train_flat(), [gt_instances([], [])])
+    got = golden.training_losses(sad(), train_flat(), [golden.gt_instances([], [])])
     cls = sigmoid_focal_loss(
         torch.tensor(CLS), torch.zeros(4, K), alpha=0.25, gamma=1.0, reduction="sum"
     )
     assert_losses(
         got,
-        {"loss_sad_cls": float(cls) / ema_first(0), "loss_sad_box": 0.0, "loss_sad_ac": 0.0},
+        {"loss_sad_cls": float(cls) / golden.ema_first(0), "loss_sad_box": 0.0, "loss_sad_ac": 0.0},
     )
 
 
@@ -237,7 +232,7 @@ def inference_flat(ac=True):
 
 
 def test_decoded_boxes_of_the_inference_case():
-    decoded = oracle_decode(W, ANCHORS_16_32, TEST_REG).clamp(0, 32)
+    decoded = golden.oracle_decode(W, golden.ANCHORS_16_32, TEST_REG).clamp(0, 32)
     torch.testing.assert_close(decoded[[0, 1, 4]], torch.tensor([BOX_A0, BOX_A1, BOX_A4]).float())
 
 
@@ -245,14 +240,14 @@ def test_top1_anchor_by_ac_probability_and_score_p_loc_times_p_ac():
     """Location 0 keeps anchor 1 (p_ac 0.82 > 0.27), score sigmoid(2) x sigmoid(1.5), box
     decoded from anchor 1. Location 2 passes the gate on p_loc = 0.06 > 0.05 although its final
     score 0.06 x 0.30 is below it (the gate is the location probability)."""
-    got = detections(sad(), inference_flat())[0]
-    p_loc2 = sigmoid(-2.75)
-    assert p_loc2 > 0.05 and p_loc2 * sigmoid(-0.85) < 0.05
-    assert_detections(
+    got = golden.detections(sad(), inference_flat())[0]
+    p_loc2 = golden.sigmoid(-2.75)
+    assert p_loc2 > 0.05 and p_loc2 * golden.sigmoid(-0.85) < 0.05
+    golden.assert_detections(
         got,
         [
-            (BOX_A1, sigmoid(2.0) * sigmoid(1.5), 1),
-            (BOX_A4, p_loc2 * sigmoid(-0.85), 0),
+            (BOX_A1, golden.sigmoid(2.0) * golden.sigmoid(1.5), 1),
+            (BOX_A4, p_loc2 * golden.sigmoid(-0.85), 0),
         ],
     )
 
@@ -260,31 +255,31 @@ def test_top1_anchor_by_ac_probability_and_score_p_loc_times_p_ac():
 def test_pos_inference_keeps_every_anchor_above_tau():
     """Table 6 "pos": tau 0.1 keeps both anchors of location 0 (IoU 1/3 < NMS 0.4) and anchor 4
     of location 2; tau 0.5 keeps only anchor 1 (location 2's best, 0.30, is below tau)."""
-    low = detections(sad(inference="pos", inference_tau=0.1), inference_flat())[0]
-    p2 = sigmoid(-2.75)
-    assert_detections(
+    low = golden.detections(sad(inference="pos", inference_tau=0.1), inference_flat())[0]
+    p2 = golden.sigmoid(-2.75)
+    golden.assert_detections(
         low,
         [
-            (BOX_A1, sigmoid(2.0) * sigmoid(1.5), 1),
-            (BOX_A0, sigmoid(2.0) * sigmoid(-1.0), 1),
-            (BOX_A4, p2 * sigmoid(-0.85), 0),
+            (BOX_A1, golden.sigmoid(2.0) * golden.sigmoid(1.5), 1),
+            (BOX_A0, golden.sigmoid(2.0) * golden.sigmoid(-1.0), 1),
+            (BOX_A4, p2 * golden.sigmoid(-0.85), 0),
         ],
     )
-    high = detections(sad(inference="pos", inference_tau=0.5), inference_flat())[0]
-    assert_detections(high, [(BOX_A1, sigmoid(2.0) * sigmoid(1.5), 1)])
+    high = golden.detections(sad(inference="pos", inference_tau=0.5), inference_flat())[0]
+    golden.assert_detections(high, [(BOX_A1, golden.sigmoid(2.0) * golden.sigmoid(1.5), 1)])
 
 
 def test_topk_inference_keeps_the_k_best_anchors():
     """k = 2: both anchors of locations 0 and 2; anchor 5 ([0, 8, 24, 32] clipped) then loses
     to anchor 4 in the NMS (IoU 0.44 > 0.4)."""
-    got = detections(sad(inference="topk", inference_topk=2), inference_flat())[0]
-    p2 = sigmoid(-2.75)
-    assert_detections(
+    got = golden.detections(sad(inference="topk", inference_topk=2), inference_flat())[0]
+    p2 = golden.sigmoid(-2.75)
+    golden.assert_detections(
         got,
         [
-            (BOX_A1, sigmoid(2.0) * sigmoid(1.5), 1),
-            (BOX_A0, sigmoid(2.0) * sigmoid(-1.0), 1),
-            (BOX_A4, p2 * sigmoid(-0.85), 0),
+            (BOX_A1, golden.sigmoid(2.0) * golden.sigmoid(1.5), 1),
+            (BOX_A0, golden.sigmoid(2.0) * golden.sigmoid(-1.0), 1),
+            (BOX_A4, p2 * golden.sigmoid(-0.85), 0),
         ],
     )
 
@@ -297,14 +292,14 @@ def test_without_ac_one_fixed_random_anchor_carries_the_location_probability():
 
     def detections_of_image(image_id):
         model._noac_seeds = [noac_draw_seed({"image_id": image_id}, model.noac_draw)]
-        return detections(model, inference_flat(ac=False))[0]
+        return golden.detections(model, inference_flat(ac=False))[0]
 
     first = detections_of_image(7)
     again = detections_of_image(7)
     boxes, scores, classes = first
     assert len(scores) == 2 and classes.tolist() == [1, 0]
-    assert float(scores[0]) == pytest.approx(sigmoid(2.0), abs=1e-6)
-    assert float(scores[1]) == pytest.approx(sigmoid(-2.75), abs=1e-6)
+    assert float(scores[0]) == pytest.approx(golden.sigmoid(2.0), abs=1e-6)
+    assert float(scores[1]) == pytest.approx(golden.sigmoid(-2.75), abs=1e-6)
     assert boxes[0].tolist() in (BOX_A0, BOX_A1)
     for a, b in zip(first, again):
         torch.testing.assert_close(a, b)
@@ -315,8 +310,10 @@ def test_the_logged_assignment_statistics():
     """Static anchors: 2 positive (0, 6), 6 background; locations: 2 positive (0, 3), 2
     background; mean mu_hat of the y_hat anchors 0, 1, 6; mean mu of the positive locations'
     anchors that were positive before regression (0, 6) and of those that were not (1, 7)."""
-    got = logged_scalars(sad(), train_flat(), [gt_instances(GTS, GT_CLASSES)])
-    mu = box_iou(oracle_decode(W, ANCHORS_16_32, REG), torch.tensor(GTS, dtype=torch.float32))
+    got = golden.logged_scalars(sad(), train_flat(), [golden.gt_instances(GTS, GT_CLASSES)])
+    mu = box_iou(
+        golden.oracle_decode(W, golden.ANCHORS_16_32, REG), torch.tensor(GTS, dtype=torch.float32)
+    )
     mu = mu.max(dim=1).values.tolist()
     best0 = max(mu[0], mu[1])
     mean_mu_hat = ((mu[0] / best0) ** 0.9 + (mu[1] / best0) ** 0.9 + 1.0) / 3
@@ -340,7 +337,7 @@ def test_mean_mu_hat_is_logged_only_with_a_positive_ac_target():
     positive locations are all background, so there is no mean mu_hat to log."""
     flat = train_flat()
     flat["reg"] = torch.tensor([[[5.0, 5.0, 0.0, 0.0]] * 8])
-    got = logged_scalars(sad(), flat, [gt_instances(GTS, GT_CLASSES)])
+    got = golden.logged_scalars(sad(), flat, [golden.gt_instances(GTS, GT_CLASSES)])
     assert "sad/pos_per_gt_locations" in got and "sad/mean_mu_hat" not in got
 
 
@@ -362,4 +359,4 @@ def test_noac_draw_seed_keys():
 
 def test_noac_inference_outside_forward_says_how_to_run_it():
     with pytest.raises(RuntimeError, match=r"run inference through model\(batched_inputs\)"):
-        detections(sad(ac=False), inference_flat(ac=False))
+        golden.detections(sad(ac=False), inference_flat(ac=False))
