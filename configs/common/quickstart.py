@@ -3,18 +3,21 @@ COCO-Detection R-50-FPN config to train in minutes on the embedded shapes datase
 
 The model: ``shrink_to_quickstart`` (``semianchor.model_zoo``, the same function the tests and
 benchmarks call): R-18 with BN, from scratch, 64-channel FPN and 4-conv head, 4 classes, ImageNet
-std. The training: the values below, assigned as plain values so every method trains the same way::
+std. The training: the values below, the same for every method. ``load_quickstart`` applies both
+to a COCO-Detection config; a quickstart config then names only what it changes itself::
 
-    shrink_to_quickstart(model)
-    dataloader = shapes_dataloader
-    optimizer.lr = lr
-    lr_multiplier = lr_multiplier
-    train.update(train_overrides)
+    model, dataloader, optimizer, lr_multiplier, train = load_quickstart(
+        "atss_R_50_FPN_1x.py", output_dir="./output/quickstart_atss"
+    )
+    model.anchor_generator.sizes = [[32], [64], [128], [256], [512]]
 """
+
+import os
 
 from fvcore.common.param_scheduler import MultiStepParamScheduler
 
 from detectron2.config import LazyCall as L
+from detectron2.config import LazyConfig
 from detectron2.solver import WarmupParamScheduler
 
 # the configs import these from here
@@ -47,3 +50,17 @@ train_overrides = dict(
     log_period=20,
     seed=0,
 )
+
+
+def load_quickstart(coco_config: str, output_dir: str):
+    """``configs/COCO-Detection/<coco_config>`` after the recipe: the model shrunk by
+    ``shrink_to_quickstart``, the shapes dataloader, the learning rate, schedule and training
+    values above. Returns ``model, dataloader, optimizer, lr_multiplier, train`` (in the order a
+    config assigns them, which is the loaded config's key order)."""
+    path = os.path.join(os.path.dirname(__file__), "..", "COCO-Detection", coco_config)
+    cfg = LazyConfig.load(os.path.normpath(path))
+    shrink_to_quickstart(cfg.model)
+    cfg.optimizer.lr = lr
+    cfg.train.update(train_overrides)
+    cfg.train.output_dir = output_dir
+    return cfg.model, shapes_dataloader, cfg.optimizer, lr_multiplier, cfg.train

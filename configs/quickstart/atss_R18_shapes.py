@@ -7,20 +7,9 @@ images), so the two differ only by what the ATSS paper changes.
 """
 
 # isort: skip_file  (import order = the loaded config's top-level key order: keep it as written)
-from detectron2.config import LazyConfig
+from ..common.quickstart import load_quickstart
 
-from ..common.quickstart import lr, shapes_dataloader, shrink_to_quickstart, train_overrides
-from ..common.quickstart import lr_multiplier as quickstart_lr_multiplier
-
-model, dataloader, optimizer, lr_multiplier, train = LazyConfig.load_rel(
-    "../COCO-Detection/atss_R_50_FPN_1x.py",
-    ("model", "dataloader", "optimizer", "lr_multiplier", "train"),
+model, dataloader, optimizer, lr_multiplier, train = load_quickstart(
+    "atss_R_50_FPN_1x.py", output_dir="./output/quickstart_atss"
 )
-
-shrink_to_quickstart(model)  # R-18 from scratch, 64-channel FPN/head, 4 classes
 model.anchor_generator.sizes = [[32], [64], [128], [256], [512]]
-dataloader = shapes_dataloader
-optimizer.lr = lr
-lr_multiplier = quickstart_lr_multiplier
-train.update(train_overrides)
-train.output_dir = "./output/quickstart_atss"

@@ -11,24 +11,13 @@ values.
 """
 
 # isort: skip_file  (import order = the loaded config's top-level key order: keep it as written)
-from detectron2.config import LazyConfig
-
 from ..common.data.constants import dataset_sizes
-from ..common.quickstart import lr, shapes_dataloader, shrink_to_quickstart, train_overrides
-from ..common.quickstart import lr_multiplier as quickstart_lr_multiplier
+from ..common.quickstart import load_quickstart
 
-model, dataloader, optimizer, lr_multiplier, train = LazyConfig.load_rel(
-    "../COCO-Detection/dla_R_50_FPN_1x.py",
-    ("model", "dataloader", "optimizer", "lr_multiplier", "train"),
+model, dataloader, optimizer, lr_multiplier, train = load_quickstart(
+    "dla_R_50_FPN_1x.py", output_dir="./output/quickstart_dla"
 )
-
-shrink_to_quickstart(model)  # R-18 from scratch, 64-channel FPN/head, 4 classes
 model.anchor_generator.sizes = [[32], [64], [128], [256], [512]]
-dataloader = shapes_dataloader
-optimizer.lr = lr
-lr_multiplier = quickstart_lr_multiplier
-train.update(train_overrides)
-train.output_dir = "./output/quickstart_dla"
 # ltrb distances: ReLU values, gradient passed below 0: from scratch, a distance
 # channel can be born at 0 on every location and, under a plain ReLU, never learn (one seed in
 # eight on a large-object set; benchmarks/DLA_COLLAPSE.md). Same forward values; "relu" is the

@@ -7,29 +7,12 @@ head towers), so the two differ only by the label assignment (and its losses).
 """
 
 # isort: skip_file  (import order = the loaded config's top-level key order: keep it as written)
-from detectron2.config import LazyConfig
+from ..common.quickstart import load_quickstart, retinanet_head_norm
 
-from ..common.quickstart import (
-    lr,
-    retinanet_head_norm,
-    shapes_dataloader,
-    shrink_to_quickstart,
-    train_overrides,
+model, dataloader, optimizer, lr_multiplier, train = load_quickstart(
+    "noisy_anchor_retinanet_R_50_FPN_1x.py", output_dir="./output/quickstart_noisy_anchor_retinanet"
 )
-from ..common.quickstart import lr_multiplier as quickstart_lr_multiplier
-
-model, dataloader, optimizer, lr_multiplier, train = LazyConfig.load_rel(
-    "../COCO-Detection/noisy_anchor_retinanet_R_50_FPN_1x.py",
-    ("model", "dataloader", "optimizer", "lr_multiplier", "train"),
-)
-
-shrink_to_quickstart(model)  # R-18 from scratch, 64-channel FPN/head, 4 classes
 model.head.norm = retinanet_head_norm  # GN: see configs/common/quickstart.py
 model.anchor_generator.sizes = [
     [x, x * 2 ** (1 / 3), x * 2 ** (2 / 3)] for x in [16, 32, 64, 128, 256]
 ]
-dataloader = shapes_dataloader
-optimizer.lr = lr
-lr_multiplier = quickstart_lr_multiplier
-train.update(train_overrides)
-train.output_dir = "./output/quickstart_noisy_anchor_retinanet"

@@ -6,22 +6,11 @@ size 2 x stride: shapes are 5-230 px in 256 px images), still 5 scales x 5 ratio
 """
 
 # isort: skip_file  (import order = the loaded config's top-level key order: keep it as written)
-from detectron2.config import LazyConfig
+from ..common.quickstart import load_quickstart
 
-from ..common.quickstart import lr, shapes_dataloader, shrink_to_quickstart, train_overrides
-from ..common.quickstart import lr_multiplier as quickstart_lr_multiplier
-
-model, dataloader, optimizer, lr_multiplier, train = LazyConfig.load_rel(
-    "../COCO-Detection/sad_R_50_FPN_1x.py",
-    ("model", "dataloader", "optimizer", "lr_multiplier", "train"),
+model, dataloader, optimizer, lr_multiplier, train = load_quickstart(
+    "sad_R_50_FPN_1x.py", output_dir="./output/quickstart_sad"
 )
-
-shrink_to_quickstart(model)  # R-18 from scratch, 64-channel FPN/head, 4 classes
 model.anchor_generator.sizes = [
     [2 * s * 2 ** (i / 5) for i in range(5)] for s in (8, 16, 32, 64, 128)
 ]
-dataloader = shapes_dataloader
-optimizer.lr = lr
-lr_multiplier = quickstart_lr_multiplier
-train.update(train_overrides)
-train.output_dir = "./output/quickstart_sad"
