@@ -147,3 +147,12 @@ def needs_kernel_on(device="cpu"):
     return pytest.mark.skipif(
         not extension.has_ops(device), reason=f"semianchor._C has no {device} kernel"
     )
+
+
+def seed_chunks(total, chunks):
+    """``pytest.param`` ranges that split seeds ``0 .. total - 1`` into ``chunks`` equal test cases
+    (one per parametrisation, so a failure names its seeds and no single test runs long)."""
+    assert total % chunks == 0, "total must be a multiple of chunks"
+    size = total // chunks
+    ranges = [range(i * size, (i + 1) * size) for i in range(chunks)]
+    return [pytest.param(r, id=f"seeds{r.start}-{r.stop - 1}") for r in ranges]

@@ -15,7 +15,14 @@ from semianchor.layers import (
     num_candidates,
 )
 
-from .helpers import STRIDES, grid_anchors, needs_kernel_on, peak_memory_growth, random_batch
+from .helpers import (
+    STRIDES,
+    grid_anchors,
+    needs_kernel_on,
+    peak_memory_growth,
+    random_batch,
+    seed_chunks,
+)
 
 needs_kernel = needs_kernel_on("cpu")
 needs_cuda = needs_kernel_on("cuda")
@@ -48,10 +55,10 @@ def _random_case(seed):
 
 
 @needs_kernel
-@pytest.mark.parametrize("chunk", range(6))
-def test_random_batches_match_reference(chunk):
+@pytest.mark.parametrize("seeds", seed_chunks(300, 6))
+def test_random_batches_match_reference(seeds):
     """300 random padded batches: grid path, exhaustive path and reference agree exactly."""
-    for seed in range(chunk * 50, (chunk + 1) * 50):
+    for seed in seeds:
         anchors, levels, gt, counts, topk, A = _random_case(seed)
         kw = dict(topk=topk, anchors_per_location=A)
         grid = infer_level_grids(anchors, levels, A)
@@ -255,9 +262,9 @@ def test_single_candidate_threshold_is_the_score():
 
 
 @needs_cuda
-@pytest.mark.parametrize("chunk", range(2))
-def test_cuda_matches_cpu(chunk):
-    for seed in range(chunk * 50, (chunk + 1) * 50):
+@pytest.mark.parametrize("seeds", seed_chunks(100, 2))
+def test_cuda_matches_cpu(seeds):
+    for seed in seeds:
         anchors, levels, gt, counts, topk, A = _random_case(seed)
         kw = dict(topk=topk, anchors_per_location=A)
         cpu = atss_candidate_stats(anchors, levels, gt, counts, **kw)

@@ -7,7 +7,7 @@ import torch
 
 from semianchor.layers import decode_boxes, iou_after_regression, iou_after_regression_reference
 
-from .helpers import grid_anchors, needs_kernel_on, peak_memory_growth, random_batch
+from .helpers import grid_anchors, needs_kernel_on, peak_memory_growth, random_batch, seed_chunks
 
 needs_kernel = needs_kernel_on("cpu")
 needs_cuda = needs_kernel_on("cuda")
@@ -58,9 +58,9 @@ def _case(seed):
 
 
 @needs_kernel
-@pytest.mark.parametrize("chunk", range(4))
-def test_random_batches_match_reference(chunk):
-    for seed in range(chunk * 50, (chunk + 1) * 50):
+@pytest.mark.parametrize("seeds", seed_chunks(200, 4))
+def test_random_batches_match_reference(seeds):
+    for seed in seeds:
         anchors, reg, gt, counts, matched, kw = _case(seed)
         for mg in (None, matched):
             out = iou_after_regression(anchors, reg, gt, counts, mg, **kw)

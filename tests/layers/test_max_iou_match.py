@@ -22,7 +22,7 @@ from semianchor.layers import (
     topn_iou_match_reference,
 )
 
-from .helpers import grid_anchors, needs_kernel_on, random_batch
+from .helpers import grid_anchors, needs_kernel_on, random_batch, seed_chunks
 
 needs_kernel = needs_kernel_on("cpu")  # a failure, not a skip, under SEMIANCHOR_REQUIRE_EXT=1
 needs_cuda = needs_kernel_on("cuda")
@@ -94,10 +94,10 @@ def _random_case(seed):
 
 
 @needs_kernel
-@pytest.mark.parametrize("chunk", range(4))
-def test_random_batches_match_detectron2(chunk):
+@pytest.mark.parametrize("seeds", seed_chunks(240, 4))
+def test_random_batches_match_detectron2(seeds):
     """240 random padded batches x 4 matchers x low-quality on/off, every kernel path."""
-    for seed in range(chunk * 60, (chunk + 1) * 60):
+    for seed in seeds:
         anchors, levels, gt, counts, topn, _ = _random_case(seed)
         assert all(l["grid"] is not None for l in iou_match_levels(anchors, levels)[0])
         check_all_paths(anchors, levels, gt, counts, topn, matchers=MATCHERS[seed % 2 :: 2])
@@ -405,9 +405,9 @@ def test_opcheck():
 
 
 @needs_cuda
-@pytest.mark.parametrize("chunk", range(2))
-def test_cuda_matches_cpu(chunk):
-    for seed in range(chunk * 30, (chunk + 1) * 30):
+@pytest.mark.parametrize("seeds", seed_chunks(60, 2))
+def test_cuda_matches_cpu(seeds):
+    for seed in seeds:
         anchors, levels, gt, counts, topn, _ = _random_case(seed)
         for a in (anchors, anchors[None].repeat(gt.shape[0], 1, 1)):
             for lv, grid in ((levels, True), (None, True), (levels, False)):

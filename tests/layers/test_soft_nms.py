@@ -12,7 +12,7 @@ from torchvision.ops import batched_nms
 from semianchor import extension
 from semianchor.layers import soft_nms, soft_nms_reference
 
-from .helpers import needs_kernel_on
+from .helpers import needs_kernel_on, seed_chunks
 
 needs_kernel = needs_kernel_on("cpu")  # a failure, not a skip, under SEMIANCHOR_REQUIRE_EXT=1
 needs_cuda = needs_kernel_on("cuda")
@@ -116,10 +116,10 @@ def _random_case(seed):
 
 
 @needs_kernel
-@pytest.mark.parametrize("chunk", range(4))
-def test_random_cases_kernel_matches_reference(chunk):
+@pytest.mark.parametrize("seeds", seed_chunks(600, 4))
+def test_random_cases_kernel_matches_reference(seeds):
     kept_total = 0
-    for seed in range(chunk * 150, (chunk + 1) * 150):
+    for seed in seeds:
         boxes, scores, classes, kw = _random_case(seed)
         out = soft_nms(boxes, scores, classes, **kw)
         ref = soft_nms_reference(boxes, scores, classes, **kw)
@@ -128,9 +128,9 @@ def test_random_cases_kernel_matches_reference(chunk):
     assert kept_total > 1000  # the cases are not trivially empty
 
 
-@pytest.mark.parametrize("chunk", range(2))
-def test_random_cases_reference_matches_algorithm1(chunk):
-    for seed in range(chunk * 100, (chunk + 1) * 100):
+@pytest.mark.parametrize("seeds", seed_chunks(200, 2))
+def test_random_cases_reference_matches_algorithm1(seeds):
+    for seed in seeds:
         boxes, scores, classes, kw = _random_case(seed)
         if seed % 4 != 0:  # only exact-IoU inputs: double and float thresholds agree there
             continue
