@@ -120,22 +120,29 @@ GENERATOR = dict(sizes=((16,),))
 
 
 # ---------------------------------------------------------------- ATSS
-def atss(variant, **kw):
-    outputs = {"cls": HeadOutput(K), "reg": HeadOutput(4), "quality": HeadOutput(1)}
-    return ATSS(
+def fixed_detector(meta_arch, quality_name, variant, assigner, **kw):
+    """``meta_arch`` on the fixed head (classification, box regression and the ``quality_name``
+    branch), one level of 16 px anchors, GIoU box loss weighted 2."""
+    outputs = {"cls": HeadOutput(K), "reg": HeadOutput(4), quality_name: HeadOutput(1)}
+    head = golden.FixedHead(outputs, 1)
+    return meta_arch(
         **golden.detector_kwargs(
-            golden.FixedHead(outputs, 1),
+            head,
             golden.anchor_generator(**GENERATOR),
             box_coder=coder(variant),
-            assigner=ATSSAssigner(topk=9),
+            assigner=assigner,
             num_classes=K,
             box_loss_type="giou",
             box_loss_weight=2.0,
-            box_loss_weighting="centerness",
-            score_mode="sqrt_cls_quality",
             **kw,
         )
     )
+
+
+def atss(variant, **kw):
+    assigner = ATSSAssigner(topk=9)
+    kw = dict(box_loss_weighting="centerness", score_mode="sqrt_cls_quality", **kw)
+    return fixed_detector(ATSS, "quality", variant, assigner, **kw)
 
 
 def test_the_atss_case_is_what_the_docstring_says():
@@ -190,19 +197,7 @@ def test_atss_score_is_sqrt_cls_times_centerness_behind_the_cls_gate(variant):
 
 # ---------------------------------------------------------------- DLA
 def dla(variant, **kw):
-    outputs = {"cls": HeadOutput(K), "reg": HeadOutput(4), "metric": HeadOutput(1)}
-    return DLA(
-        **golden.detector_kwargs(
-            golden.FixedHead(outputs, 1),
-            golden.anchor_generator(**GENERATOR),
-            box_coder=coder(variant),
-            assigner=DLAAssigner(topk=10, gamma=1.0),
-            num_classes=K,
-            box_loss_type="giou",
-            box_loss_weight=2.0,
-            **kw,
-        )
-    )
+    return fixed_detector(DLA, "metric", variant, DLAAssigner(topk=10, gamma=1.0), **kw)
 
 
 def dla_metric(variant, alpha):

@@ -76,13 +76,19 @@ def padet(promote=True, theta=0.01, neg_pos_ratio=1.0, **kw):
     )
 
 
-def train_flat(promote=True, theta=0.01):
-    flat = {"cls": torch.tensor([DET_CLS]), "reg": torch.tensor([DET_REG])}
+def head_outputs(cls, reg, apm_cls, apm_reg, promote, theta):
+    """The fixed head's outputs for one image: the detection head's, plus the APM's
+    classification when the theta rule is on and its regression when anchors are promoted."""
+    flat = {"cls": torch.tensor([cls]), "reg": torch.tensor([reg])}
     if theta is not None:
-        flat["apm_cls"] = torch.tensor([APM_CLS])[..., None]
+        flat["apm_cls"] = torch.tensor([apm_cls])[..., None]
     if promote:
-        flat["apm_reg"] = torch.tensor([APM_REG])
+        flat["apm_reg"] = torch.tensor([apm_reg])
     return flat
+
+
+def train_flat(promote=True, theta=0.01):
+    return head_outputs(DET_CLS, DET_REG, APM_CLS, APM_REG, promote, theta)
 
 
 def softmax_ce(logits, label):
@@ -207,12 +213,7 @@ def softmax(logits, c):
 
 
 def inference_flat(promote=True, theta=0.01):
-    flat = {"cls": torch.tensor([TEST_CLS]), "reg": torch.tensor([TEST_REG])}
-    if theta is not None:
-        flat["apm_cls"] = torch.tensor([TEST_APM_CLS])[..., None]
-    if promote:
-        flat["apm_reg"] = torch.tensor([TEST_APM_REG])
-    return flat
+    return head_outputs(TEST_CLS, TEST_REG, TEST_APM_CLS, TEST_APM_REG, promote, theta)
 
 
 def test_inference_decodes_promoted_anchors_gates_by_theta_and_soft_nms_decays():

@@ -252,19 +252,23 @@ def test_top1_anchor_by_ac_probability_and_score_p_loc_times_p_ac():
     )
 
 
+def both_anchors_of_location_0_and_anchor_4():
+    """The detections when a location may keep more than one anchor (Table 6 "pos" at tau 0.1,
+    "topk" at k = 2): anchors 1 and 0 of location 0 (IoU 1/3 < NMS 0.4), then anchor 4 of
+    location 2, each scored p_loc x p_ac."""
+    p0, p2 = golden.sigmoid(2.0), golden.sigmoid(-2.75)
+    return [
+        (BOX_A1, p0 * golden.sigmoid(1.5), 1),
+        (BOX_A0, p0 * golden.sigmoid(-1.0), 1),
+        (BOX_A4, p2 * golden.sigmoid(-0.85), 0),
+    ]
+
+
 def test_pos_inference_keeps_every_anchor_above_tau():
     """Table 6 "pos": tau 0.1 keeps both anchors of location 0 (IoU 1/3 < NMS 0.4) and anchor 4
     of location 2; tau 0.5 keeps only anchor 1 (location 2's best, 0.30, is below tau)."""
     low = golden.detections(sad(inference="pos", inference_tau=0.1), inference_flat())[0]
-    p2 = golden.sigmoid(-2.75)
-    golden.assert_detections(
-        low,
-        [
-            (BOX_A1, golden.sigmoid(2.0) * golden.sigmoid(1.5), 1),
-            (BOX_A0, golden.sigmoid(2.0) * golden.sigmoid(-1.0), 1),
-            (BOX_A4, p2 * golden.sigmoid(-0.85), 0),
-        ],
-    )
+    golden.assert_detections(low, both_anchors_of_location_0_and_anchor_4())
     high = golden.detections(sad(inference="pos", inference_tau=0.5), inference_flat())[0]
     golden.assert_detections(high, [(BOX_A1, golden.sigmoid(2.0) * golden.sigmoid(1.5), 1)])
 
@@ -273,15 +277,7 @@ def test_topk_inference_keeps_the_k_best_anchors():
     """k = 2: both anchors of locations 0 and 2; anchor 5 ([0, 8, 24, 32] clipped) then loses
     to anchor 4 in the NMS (IoU 0.44 > 0.4)."""
     got = golden.detections(sad(inference="topk", inference_topk=2), inference_flat())[0]
-    p2 = golden.sigmoid(-2.75)
-    golden.assert_detections(
-        got,
-        [
-            (BOX_A1, golden.sigmoid(2.0) * golden.sigmoid(1.5), 1),
-            (BOX_A0, golden.sigmoid(2.0) * golden.sigmoid(-1.0), 1),
-            (BOX_A4, p2 * golden.sigmoid(-0.85), 0),
-        ],
-    )
+    golden.assert_detections(got, both_anchors_of_location_0_and_anchor_4())
 
 
 def test_without_ac_one_fixed_random_anchor_carries_the_location_probability():
