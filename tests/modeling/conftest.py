@@ -7,6 +7,7 @@ import torch
 
 from detectron2.config import LazyConfig, get_cfg, instantiate
 from detectron2.structures import Boxes, Instances
+from detectron2.utils.events import EventStorage
 
 from semianchor.config import add_semianchor_config
 from semianchor.model_zoo import (
@@ -96,6 +97,28 @@ def make_batch(num_images=2, size=96, empty=(), seed=0):
         )
         batch.append({"image": image, "instances": inst, "height": size, "width": size})
     return batch
+
+
+def sgd_loss_history(model, batch, steps, lr=0.01):
+    """Train ``model`` on one ``batch`` for ``steps`` SGD steps (momentum 0.9); the total loss
+    before each step."""
+    model.train()
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    history = []
+    with EventStorage():
+        for _ in range(steps):
+            total = sum(model(batch).values())
+            opt.zero_grad()
+            total.backward()
+            opt.step()
+            history.append(total.item())
+    return history
+
+
+def detector_parts(model):
+    """A built detector's components, as constructor keywords for building another one."""
+    names = ("backbone", "head", "anchor_generator", "box_coder", "assigner")
+    return {name: getattr(model, name) for name in names}
 
 
 def run_with_poisoned_regression(model, bad, num_images=2, size=64):

@@ -7,7 +7,7 @@ from detectron2.utils.events import EventStorage
 
 from semianchor.modeling import ATSS, ATSSAssigner, DeltaBoxCoder, LTRBBoxCoder, MaxIoUAssigner
 
-from .conftest import NUM_CLASSES, make_batch
+from .conftest import NUM_CLASSES, detector_parts, make_batch, sgd_loss_history
 
 LAZY = {
     "anchor_based": "configs/COCO-Detection/atss_R_50_FPN_1x.py",
@@ -31,19 +31,8 @@ def test_lazy_and_yacs_builds_agree(variant, lazy_model, yacs_model):
 
 def test_losses_fall_when_overfitting_one_batch(lazy_model):
     model = lazy_model(LAZY["anchor_based"])
-    model.train()
     model.loss_normalizer_momentum = 0.0  # normalise by this batch's positives: comparable steps
-    batch = make_batch(2, seed=3)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    history = []
-    with EventStorage():
-        for _ in range(12):
-            losses = model(batch)
-            total = sum(losses.values())
-            opt.zero_grad()
-            total.backward()
-            opt.step()
-            history.append(total.item())
+    history = sgd_loss_history(model, make_batch(2, seed=3), steps=12)
     assert history[-1] < history[0] * 0.9, history
 
 
@@ -75,12 +64,4 @@ def test_assigner_swaps_by_config(lazy_model):
 def test_bad_constructor_arguments_raise(lazy_model):
     model = lazy_model(LAZY["anchor_based"])
     with pytest.raises(ValueError, match="box_loss_type"):
-        ATSS(
-            backbone=model.backbone,
-            head=model.head,
-            anchor_generator=model.anchor_generator,
-            box_coder=model.box_coder,
-            assigner=model.assigner,
-            num_classes=NUM_CLASSES,
-            box_loss_type="l2",
-        )
+        ATSS(num_classes=NUM_CLASSES, box_loss_type="l2", **detector_parts(model))

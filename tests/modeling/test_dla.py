@@ -15,7 +15,7 @@ from semianchor.modeling.heads.dla_head import DLAHead
 from semianchor.modeling.losses import pairwise_aligned_iou
 from semianchor.modeling.meta_arch.dla import dla_alpha
 
-from .conftest import NUM_CLASSES, make_batch
+from .conftest import NUM_CLASSES, detector_parts, make_batch
 from .test_assigners import LEVEL, K, make_inputs
 
 LAZY = "configs/COCO-Detection/dla_R_50_FPN_1x.py"
@@ -396,14 +396,7 @@ def test_inference_ranks_by_the_metric(lazy_model):
 
 def test_bad_constructor_arguments_raise(lazy_model):
     model = lazy_model(LAZY)
-    kw = dict(
-        backbone=model.backbone,
-        head=model.head,
-        anchor_generator=model.anchor_generator,
-        box_coder=model.box_coder,
-        assigner=model.assigner,
-        num_classes=NUM_CLASSES,
-    )
+    kw = dict(num_classes=NUM_CLASSES, **detector_parts(model))
     with pytest.raises(ValueError, match="score_mode"):
         DLA(score_mode="sqrt_cls_quality", **kw)
     with pytest.raises(ValueError, match="box_loss_weighting"):

@@ -30,6 +30,7 @@ from .conftest import (
     build_lazy,
     make_batch,
     one_level_inputs,
+    sgd_loss_history,
     shrink_lazy_model,
     shrink_yacs,
 )
@@ -351,18 +352,8 @@ def test_retinanet_losses_fall_when_overfitting_one_batch():
     cfg = LazyConfig.load(os.path.join(REPO, LAZY))
     torch.manual_seed(0)
     model = instantiate(shrink_lazy_model(cfg.model))
-    model.train()
     model.loss_normalizer_momentum = 0.0
-    batch = make_batch(2, size=64, seed=3)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    history = []
-    with EventStorage():
-        for _ in range(10):
-            total = sum(model(batch).values())
-            opt.zero_grad()
-            total.backward()
-            opt.step()
-            history.append(total.item())
+    history = sgd_loss_history(model, make_batch(2, size=64, seed=3), steps=10)
     assert history[-1] < history[0] * 0.9, history
 
 
