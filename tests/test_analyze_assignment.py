@@ -149,23 +149,29 @@ def test_rows_folded_over_many_images_keep_every_gt(monkeypatch):
     assert stats.tables()["overall"][0]["GTs without positive"] == n
 
 
+def _run_tool(config, *args):
+    """``tools/analyze_assignment.py --config-file configs/quickstart/<config> <args>``."""
+    return _tool().main(["--config-file", os.path.join(QUICKSTART, config), *args])
+
+
+def _json_args(json_path, image_root):
+    return ["--json", str(json_path), "--image-root", str(image_root)]
+
+
 # ----------------------------------------------------------------------------- static / dynamic
 def test_static_path_needs_no_weights(tmp_path, capsys):
     out = tmp_path / "report"
-    ret = _tool().main(
-        [
-            "--config-file",
-            os.path.join(QUICKSTART, "atss_R18_shapes.py"),
-            "--assigners",
-            "config,maxiou_strict",
-            "--dataset",
-            "semianchor_shapes_tiny",
-            "--max-images",
-            "2",
-            "--output",
-            str(out),
-            "--no-progress",
-        ]
+    ret = _run_tool(
+        "atss_R18_shapes.py",
+        "--assigners",
+        "config,maxiou_strict",
+        "--dataset",
+        "semianchor_shapes_tiny",
+        "--max-images",
+        "2",
+        "--output",
+        str(out),
+        "--no-progress",
     )
     for name in ("README.md", "overall.csv", "size_bins.csv", "levels.csv", "classes.csv"):
         assert (out / name).is_file(), name
@@ -187,29 +193,17 @@ def test_static_path_needs_no_weights(tmp_path, capsys):
 
 def test_dynamic_rule_refuses_without_weights():
     with pytest.raises(ValueError, match="need --weights") as e:
-        _tool().main(
-            [
-                "--config-file",
-                os.path.join(QUICKSTART, "sad_R18_shapes.py"),
-                "--dataset",
-                "semianchor_shapes_tiny",
-                "--output",
-                "unused",
-            ]
-        )
+        _run_tool("sad_R18_shapes.py", "--dataset", "semianchor_shapes_tiny", "--output", "unused")
     assert "SADAssigner" in str(e.value) and "reads the model's predictions" in str(e.value)
     with pytest.raises(ValueError, match="cleanliness: .*predictions.*\n.*static rules run on"):
-        _tool().main(
-            [
-                "--config-file",
-                os.path.join(QUICKSTART, "atss_R18_shapes.py"),
-                "--assigners",
-                "atss,cleanliness",
-                "--dataset",
-                "semianchor_shapes_tiny",
-                "--output",
-                "unused",
-            ]
+        _run_tool(
+            "atss_R18_shapes.py",
+            "--assigners",
+            "atss,cleanliness",
+            "--dataset",
+            "semianchor_shapes_tiny",
+            "--output",
+            "unused",
         )
 
 
@@ -306,18 +300,12 @@ def test_coco_json_empty_image_and_gt_larger_than_the_image(tmp_path):
         ],
     )
     out = tmp_path / "report"
-    ret = _tool().main(
-        [
-            "--config-file",
-            os.path.join(QUICKSTART, "atss_R18_coco_json.py"),
-            "--json",
-            path,
-            "--image-root",
-            str(tmp_path),
-            "--output",
-            str(out),
-            "--no-progress",
-        ]
+    ret = _run_tool(
+        "atss_R18_coco_json.py",
+        *_json_args(path, tmp_path),
+        "--output",
+        str(out),
+        "--no-progress",
     )
     (stats,) = ret["stats"]
     assert ret["counters"]["images"] == 2 and ret["counters"]["gts_mapped"] == 2
@@ -337,15 +325,9 @@ def test_coco_json_degenerate_box_is_rejected_at_load(tmp_path):
         [{"id": 7, "image_id": 1, "category_id": 1, "bbox": [10, 10, -5, 8], "iscrowd": 0}],
     )
     with pytest.raises(ValueError, match="annotation id 7"):
-        _tool().main(
-            [
-                "--config-file",
-                os.path.join(QUICKSTART, "atss_R18_coco_json.py"),
-                "--json",
-                path,
-                "--image-root",
-                str(tmp_path),
-                "--output",
-                str(tmp_path / "report"),
-            ]
+        _run_tool(
+            "atss_R18_coco_json.py",
+            *_json_args(path, tmp_path),
+            "--output",
+            str(tmp_path / "report"),
         )
