@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..modeling.anchors import anchor_strides
-from ..modeling.assigners import AssignInputs, AssignResult, pad_gt_instances
+from ..modeling.anchors import generator_assign_inputs
+from ..modeling.assigners import AssignInputs, AssignResult
 
 __all__ = [
     "Assignment",
@@ -217,37 +217,23 @@ def _detectron2_assignment(model, features, gt_instances) -> Assignment:
     Matcher; FCOS: centre sampling and scale ranges) on the model's own anchors, as an
     :class:`AssignResult`. ``label_anchors`` gives each positive its matched GT *box*; the GT index
     is the first GT with exactly that box (identical duplicate GTs count as the first)."""
-    from detectron2.structures import Boxes
-
     features = [features[f] for f in model.head_in_features]
     anchors = model.anchor_generator(features)
     gt_labels, matched_boxes = model.label_anchors(anchors, gt_instances)
-    nums = [len(a) for a in anchors]
-    all_anchors = Boxes.cat(anchors).tensor
-    gt_boxes, gt_classes, gt_counts = pad_gt_instances(gt_instances, all_anchors.device)
     K = model.num_classes
+    inputs = generator_assign_inputs(model.anchor_generator, anchors, gt_instances, num_classes=K)
     labels = torch.stack([lab.to(torch.int64) for lab in gt_labels])  # (N, R)
     matched = torch.full_like(labels, -1)
     for i, boxes in enumerate(matched_boxes):
-        m = int(gt_counts[i])
+        m = int(inputs.gt_counts[i])
         pos = (labels[i] >= 0) & (labels[i] < K)
         if m and pos.any():
-            same = (boxes[pos][:, None, :] == gt_boxes[i, :m][None]).all(dim=2)  # (P, M)
+            same = (boxes[pos][:, None, :] == inputs.gt_boxes[i, :m][None]).all(dim=2)  # (P, M)
             matched[i, pos] = same.float().argmax(dim=1)
-    inputs = AssignInputs(
-        anchors=all_anchors,
-        num_anchors_per_level=nums,
-        anchor_strides=anchor_strides(model.anchor_generator, nums, all_anchors.device),
-        anchors_per_location=list(model.anchor_generator.num_cell_anchors),
-        gt_boxes=gt_boxes,
-        gt_classes=gt_classes,
-        gt_counts=gt_counts,
-        num_classes=K,
-    )
     return Assignment(
         inputs=inputs,
         result=AssignResult(matched_gt=matched, labels=labels),
-        level_names=_level_names(model.head_in_features, len(nums)),
+        level_names=_level_names(model.head_in_features, len(anchors)),
         method=f"{type(model).__name__} (Detectron2's label_anchors)",
     )
 

@@ -1,5 +1,6 @@
 """Anchor generation: Detectron2's ``DefaultAnchorGenerator``, SSD priors with a different count
-per level (:class:`SSDAnchorGenerator`, PADet), and per-anchor strides."""
+per level (:class:`SSDAnchorGenerator`, PADet), per-anchor strides, and the assigner's static
+inputs on a generator's anchors."""
 
 import math
 from typing import List, Sequence
@@ -12,8 +13,17 @@ from detectron2.modeling.anchor_generator import (
     DefaultAnchorGenerator,
     build_anchor_generator,
 )
+from detectron2.structures import Boxes, Instances
 
-__all__ = ["SSDAnchorGenerator", "anchor_strides", "build_semianchor_anchor_generator", "ssd_sizes"]
+from .assigners.base import AssignInputs, pad_gt_instances
+
+__all__ = [
+    "SSDAnchorGenerator",
+    "anchor_strides",
+    "build_semianchor_anchor_generator",
+    "generator_assign_inputs",
+    "ssd_sizes",
+]
 
 
 def ssd_sizes(input_size: int, fractions: Sequence[float], last_max: float = 1.05):
@@ -71,6 +81,34 @@ class SSDAnchorGenerator(DefaultAnchorGenerator):
 
 def build_semianchor_anchor_generator(cfg, input_shape):
     return build_anchor_generator(cfg, input_shape)
+
+
+def generator_assign_inputs(
+    anchor_generator: DefaultAnchorGenerator,
+    anchors: List[Boxes],
+    gt_instances: List[Instances],
+    num_classes: int,
+    class_agnostic: bool = False,
+    box_coder=None,
+) -> AssignInputs:
+    """The assigner's static inputs (no predictions) on a Detectron2 anchor generator's per-level
+    ``anchors``: the anchors concatenated, their levels' strides, the generator's cell anchors per
+    location and the padded GTs (:func:`~semianchor.modeling.assigners.pad_gt_instances`).
+    ``class_agnostic``: every GT is class 0 (objectness, as an RPN's)."""
+    nums = [len(a) for a in anchors]
+    all_anchors = Boxes.cat(anchors).tensor  # (R, 4)
+    gt_boxes, gt_classes, gt_counts = pad_gt_instances(gt_instances, all_anchors.device)
+    return AssignInputs(
+        anchors=all_anchors,
+        num_anchors_per_level=nums,
+        anchor_strides=anchor_strides(anchor_generator, nums, all_anchors.device),
+        anchors_per_location=list(anchor_generator.num_cell_anchors),
+        gt_boxes=gt_boxes,
+        gt_classes=torch.zeros_like(gt_classes) if class_agnostic else gt_classes,
+        gt_counts=gt_counts,
+        num_classes=num_classes,
+        box_coder=box_coder,
+    )
 
 
 def anchor_strides(

@@ -25,8 +25,8 @@ from detectron2.modeling.proposal_generator import PROPOSAL_GENERATOR_REGISTRY, 
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import get_event_storage
 
-from ..anchors import anchor_strides
-from ..assigners import AssignInputs, AssignResult, LabelAssigner, pad_gt_instances
+from ..anchors import generator_assign_inputs
+from ..assigners import AssignInputs, AssignResult, LabelAssigner
 from ..assigners.build import build_assigner
 from ..assigners.cleanliness import normalize_to_unit_mean
 from ..box_coder import DeltaBoxCoder
@@ -77,18 +77,12 @@ class NoisyAnchorRPN(RPN):
         """The static part of the labelling: the assigner's inputs without predictions (the
         cleanliness needs them; :meth:`losses` adds them, assigns and samples). Returns
         ``(inputs, gt_instances)`` in place of Detectron2's ``(gt_labels, matched_gt_boxes)``."""
-        nums = [len(a) for a in anchors]
-        all_anchors = Boxes.cat(anchors).tensor  # (R, 4)
-        gt_boxes, gt_classes, gt_counts = pad_gt_instances(gt_instances, all_anchors.device)
-        inputs = AssignInputs(
-            anchors=all_anchors,
-            num_anchors_per_level=nums,
-            anchor_strides=anchor_strides(self.anchor_generator, nums, all_anchors.device),
-            anchors_per_location=list(self.anchor_generator.num_cell_anchors),
-            gt_boxes=gt_boxes,
-            gt_classes=torch.zeros_like(gt_classes),  # objectness: one class
-            gt_counts=gt_counts,
+        inputs = generator_assign_inputs(
+            self.anchor_generator,
+            anchors,
+            gt_instances,
             num_classes=1,
+            class_agnostic=True,  # objectness: one class
             box_coder=self.box_coder,
         )
         return inputs, gt_instances
