@@ -3,6 +3,8 @@ ops trace under FakeTensor / torch.compile / ``torch.library.opcheck``, and auto
 bf16 inputs are computed in fp32). :func:`semianchor.extension.load_ops` calls
 :func:`register_python_kernels` once ``_C`` is loaded, because the schemas must exist first. This
 module depends on torch only, so the extension loader needs nothing from :mod:`semianchor.layers`.
+A fake kernel names the arguments its output shapes depend on and takes the rest as ``*_`` (the
+schemas in ``layers/csrc/ops.cpp`` list them all).
 """
 
 import torch
@@ -16,17 +18,7 @@ def register_python_kernels() -> None:
     _done.append(True)
 
     @torch.library.register_fake("semianchor::iou_after_regression")
-    def _iou_after_regression_fake(
-        anchors,
-        regression,
-        gt_boxes,
-        gt_counts,
-        matched_gt,
-        box_coder,
-        weights,
-        scale_clamp,
-        ltrb_scale,
-    ):
+    def _iou_after_regression_fake(anchors, regression, *_):
         torch._check(regression.dim() == 3, lambda: "regression must have shape (N, R, 4)")
         torch._check(regression.dtype == torch.float32, lambda: "regression must be float32")
         N, R = regression.shape[:2]
@@ -66,16 +58,7 @@ def register_python_kernels() -> None:
         return gt_boxes.shape[0], anchors.shape[-2]
 
     @torch.library.register_fake("semianchor::max_iou_match")
-    def _max_iou_match_fake(
-        anchors,
-        gt_boxes,
-        gt_counts,
-        num_anchors_per_level,
-        thresholds,
-        labels,
-        allow_low_quality_matches,
-        grid,
-    ):
+    def _max_iou_match_fake(anchors, gt_boxes, *_):
         N, R = _anchors_nr(anchors, gt_boxes)
         return (
             gt_boxes.new_empty((N, R), dtype=torch.int64),
@@ -84,7 +67,7 @@ def register_python_kernels() -> None:
         )
 
     @torch.library.register_fake("semianchor::topn_iou_match")
-    def _topn_iou_match_fake(anchors, gt_boxes, gt_counts, num_anchors_per_level, topn, grid):
+    def _topn_iou_match_fake(anchors, gt_boxes, *_):
         N, R = _anchors_nr(anchors, gt_boxes)
         return (
             gt_boxes.new_empty((N, R), dtype=torch.int64),
