@@ -52,27 +52,20 @@ def register_python_kernels() -> None:
             cand_scores.new_empty((N, M)),
         )
 
-    def _anchors_nr(anchors, gt_boxes):
+    def _per_anchor_outputs(anchors, gt_boxes, dtypes):
+        """One (N, R) tensor per dtype: N images of ``gt_boxes``, R anchors."""
         torch._check(gt_boxes.dim() == 3, lambda: "gt_boxes must have shape (N, M, 4)")
         torch._check(anchors.dim() in (2, 3), lambda: "anchors must have shape (R, 4) or (N, R, 4)")
-        return gt_boxes.shape[0], anchors.shape[-2]
+        shape = (gt_boxes.shape[0], anchors.shape[-2])
+        return tuple(gt_boxes.new_empty(shape, dtype=dtype) for dtype in dtypes)
 
     @torch.library.register_fake("semianchor::max_iou_match")
-    def _max_iou_match_fake(anchors, gt_boxes, *_):
-        N, R = _anchors_nr(anchors, gt_boxes)
-        return (
-            gt_boxes.new_empty((N, R), dtype=torch.int64),
-            gt_boxes.new_empty((N, R), dtype=torch.int8),
-            gt_boxes.new_empty((N, R), dtype=torch.float32),
-        )
+    def _max_iou_match_fake(anchors, gt_boxes, *_):  # matched_gt, labels, max_iou
+        return _per_anchor_outputs(anchors, gt_boxes, (torch.int64, torch.int8, torch.float32))
 
     @torch.library.register_fake("semianchor::topn_iou_match")
-    def _topn_iou_match_fake(anchors, gt_boxes, *_):
-        N, R = _anchors_nr(anchors, gt_boxes)
-        return (
-            gt_boxes.new_empty((N, R), dtype=torch.int64),
-            gt_boxes.new_empty((N, R), dtype=torch.float32),
-        )
+    def _topn_iou_match_fake(anchors, gt_boxes, *_):  # matched_gt, max_iou
+        return _per_anchor_outputs(anchors, gt_boxes, (torch.int64, torch.float32))
 
     for name in (
         "iou_after_regression",

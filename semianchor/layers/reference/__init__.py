@@ -18,7 +18,7 @@ from .atss import (
     atss_threshold_reference,
 )
 from .deform_conv import deform_conv2d_reference
-from .iou_after_regression import iou_after_regression_op, iou_after_regression_reference
+from .iou_after_regression import iou_after_regression_reference
 from .max_iou_match import (
     max_iou_match_op,
     max_iou_match_reference,
@@ -41,7 +41,7 @@ __all__ = [
 ]
 
 OPS: Dict[str, Callable] = {
-    "iou_after_regression": iou_after_regression_op,
+    "iou_after_regression": iou_after_regression_reference,
     "atss_candidates": atss_candidates_op,
     "atss_assign": atss_assign_op,
     "max_iou_match": max_iou_match_op,

@@ -16,14 +16,15 @@ def iou_after_regression_reference(
     gt_boxes,
     gt_counts,
     matched_gt=None,
-    *,
     box_coder="deltas",
     weights=(1.0, 1.0, 1.0, 1.0),
     scale_clamp=DEFAULT_SCALE_CLAMP,
     ltrb_scale=None,
 ):
     """Pure-PyTorch specification of :func:`~semianchor.layers.iou_after_regression` (dense:
-    N x R x M when ``matched_gt`` is None). Inputs are assumed validated (float32 / int64)."""
+    N x R x M when ``matched_gt`` is None). Inputs are assumed validated (float32 / int64). The
+    arguments are the op's schema arguments in the schema's order, so the function is also the
+    op's reference entry (:data:`~semianchor.layers.reference.OPS`)."""
     pred = decode_boxes(
         anchors,
         regression.float(),
@@ -68,27 +69,3 @@ def iou_after_regression_reference(
     iou = torch.where(keep, iou, torch.zeros_like(iou))
     giou = torch.where(keep, giou, torch.full_like(giou, -1.0))
     return pred, iou, giou, index
-
-
-def iou_after_regression_op(
-    anchors,
-    regression,
-    gt_boxes,
-    gt_counts,
-    matched_gt,
-    box_coder,
-    weights,
-    scale_clamp,
-    ltrb_scale,
-):
-    return iou_after_regression_reference(
-        anchors,
-        regression,
-        gt_boxes,
-        gt_counts,
-        matched_gt,
-        box_coder=box_coder,
-        weights=weights,
-        scale_clamp=scale_clamp,
-        ltrb_scale=ltrb_scale,
-    )
