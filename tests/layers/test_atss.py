@@ -51,7 +51,7 @@ def _random_case(seed):
     anchors, levels = grid_anchors((H, W), anchors_per_location=A, offset=(0.0, 0.5)[seed % 2])
     N = int(torch.randint(1, 4, (1,), generator=gen))
     gt, counts = random_batch(gen, (H, W), N, 12, anchors=anchors)
-    return anchors, levels, gt, counts, topk, A
+    return anchors, levels, gt, counts, dict(topk=topk, anchors_per_location=A)
 
 
 @needs_kernel
@@ -59,9 +59,8 @@ def _random_case(seed):
 def test_random_batches_match_reference(seeds):
     """300 random padded batches: grid path, exhaustive path and reference agree exactly."""
     for seed in seeds:
-        anchors, levels, gt, counts, topk, A = _random_case(seed)
-        kw = dict(topk=topk, anchors_per_location=A)
-        grid = infer_level_grids(anchors, levels, A)
+        anchors, levels, gt, counts, kw = _random_case(seed)
+        grid = infer_level_grids(anchors, levels, kw["anchors_per_location"])
         assert all(grid[7 * l + 4] > 0 for l in range(len(levels))), "grid not recognised"
         ref = atss_candidate_stats_reference(anchors, levels, gt, counts, **kw)
         assert_same(atss_candidate_stats(anchors, levels, gt, counts, **kw), ref, STATS)
@@ -265,8 +264,7 @@ def test_single_candidate_threshold_is_the_score():
 @pytest.mark.parametrize("seeds", seed_chunks(100, 2))
 def test_cuda_matches_cpu(seeds):
     for seed in seeds:
-        anchors, levels, gt, counts, topk, A = _random_case(seed)
-        kw = dict(topk=topk, anchors_per_location=A)
+        anchors, levels, gt, counts, kw = _random_case(seed)
         cpu = atss_candidate_stats(anchors, levels, gt, counts, **kw)
         for grid in ("auto", None):
             cuda = atss_candidate_stats(
@@ -310,8 +308,7 @@ def test_thresholds_are_bit_identical_and_ties_at_threshold_are_positive():
     reference, so `score >= threshold` never flips between them; a GT whose candidates all score
     the same has std 0 and all its inside candidates positive."""
     for seed in range(40):
-        anchors, levels, gt, counts, topk, A = _random_case(seed)
-        kw = dict(topk=topk, anchors_per_location=A)
+        anchors, levels, gt, counts, kw = _random_case(seed)
         idx, iou = atss_candidates(anchors, levels, gt, counts, **kw)
         scores = (
             iou * 0.731
