@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <string>
+#include <tuple>
 #include <vector>
 
 namespace semianchor {
@@ -58,6 +59,19 @@ inline void check_gt_values(const at::Tensor& gt_boxes, const at::Tensor& gt_cou
                         "gt_boxes holds non-finite coordinates in valid (non-padded) GTs");
     }
   }
+}
+
+// The CPU kernels' value checks on their common inputs, after the shape checks: ``anchors``,
+// ``gt_boxes`` and ``gt_counts`` made contiguous (returned in that order), the anchors finite and
+// the valid GT rows finite with counts in [0, M].
+inline std::tuple<at::Tensor, at::Tensor, at::Tensor> contiguous_checked_inputs(
+    const at::Tensor& anchors, const at::Tensor& gt_boxes, const at::Tensor& gt_counts) {
+  auto anc = anchors.contiguous();
+  auto gts = gt_boxes.contiguous();
+  auto cnt = gt_counts.contiguous();
+  check_finite_boxes(anc, "anchors");
+  check_gt_values(gts, cnt);
+  return {anc, gts, cnt};
 }
 
 inline void check_matched_gt(const at::Tensor& matched, const at::Tensor& gt_counts) {

@@ -23,11 +23,8 @@ std::tuple<at::Tensor, at::Tensor> atss_candidates_cpu(
                                           k_per_level, anchors_per_location, given);
   const int64_t N = gt_boxes.size(0), M = gt_boxes.size(1), R = anchors.size(0);
   const int64_t L = static_cast<int64_t>(num_anchors_per_level.size());
-  const auto anc = anchors.contiguous();
-  const auto gts = gt_boxes.contiguous();
-  const auto cnt = gt_counts.contiguous();
-  check_finite_boxes(anc, "anchors");
-  check_gt_values(gts, cnt);
+  at::Tensor anc, gts, cnt;
+  std::tie(anc, gts, cnt) = contiguous_checked_inputs(anchors, gt_boxes, gt_counts);
   auto cand_idx = at::empty({N, M, C}, gt_counts.options());
   auto cand_iou = at::empty({N, M, C}, gt_boxes.options());
 

@@ -145,14 +145,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> iou_after_regression_
                        static_cast<float>(weights[1]), static_cast<float>(weights[2]),
                        static_cast<float>(weights[3]), static_cast<float>(scale_clamp)};
   const int64_t N = regression.size(0), R = regression.size(1), M = gt_boxes.size(1);
-  const auto anc = anchors.contiguous();
+  at::Tensor anc, gts, cnt;
+  std::tie(anc, gts, cnt) = contiguous_checked_inputs(anchors, gt_boxes, gt_counts);
   const auto reg = regression.contiguous();
-  const auto gts = gt_boxes.contiguous();
-  const auto cnt = gt_counts.contiguous();
   const auto mat = matched_gt.has_value() ? matched_gt->contiguous() : at::Tensor();
   const auto scl = ltrb_scale.has_value() ? ltrb_scale->contiguous() : at::Tensor();
-  check_finite_boxes(anc, "anchors");
-  check_gt_values(gts, cnt);
   if (mat.defined()) check_matched_gt(mat, cnt);
 
   auto pred = at::empty({N, R, 4}, regression.options());

@@ -53,11 +53,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> max_iou_match_cpu(
   std::vector<int8_t> lab(labels.begin(), labels.end());
   const int64_t N = gt_boxes.size(0), M = gt_boxes.size(1), R = anchors.size(-2);
   const int64_t T = static_cast<int64_t>(thr.size());
-  const auto anc = anchors.contiguous();
-  const auto gts = gt_boxes.contiguous();
-  const auto cnt = gt_counts.contiguous();
-  check_finite_boxes(anc, "anchors");
-  check_gt_values(gts, cnt);
+  at::Tensor anc, gts, cnt;
+  std::tie(anc, gts, cnt) = contiguous_checked_inputs(anchors, gt_boxes, gt_counts);
   auto matched = at::empty({N, R}, gt_counts.options());
   auto match_labels = at::empty({N, R}, gt_counts.options().dtype(at::kChar));
   auto max_iou = at::empty({N, R}, gt_boxes.options());

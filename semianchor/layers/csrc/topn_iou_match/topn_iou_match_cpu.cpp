@@ -23,11 +23,8 @@ std::tuple<at::Tensor, at::Tensor> topn_iou_match_cpu(const at::Tensor& anchors,
   const int64_t S = check_iou_match(anchors, gt_boxes, gt_counts, num_anchors_per_level);
   TORCH_CHECK(topn >= 0, "topn must be >= 0, got ", topn);
   const int64_t N = gt_boxes.size(0), M = gt_boxes.size(1), R = anchors.size(-2);
-  const auto anc = anchors.contiguous();
-  const auto gts = gt_boxes.contiguous();
-  const auto cnt = gt_counts.contiguous();
-  check_finite_boxes(anc, "anchors");
-  check_gt_values(gts, cnt);
+  at::Tensor anc, gts, cnt;
+  std::tie(anc, gts, cnt) = contiguous_checked_inputs(anchors, gt_boxes, gt_counts);
   auto matched = at::empty({N, R}, gt_counts.options());
   auto iou = at::empty({N, R}, gt_boxes.options());
   if (N * R == 0) return {matched, iou};
