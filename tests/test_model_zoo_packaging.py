@@ -17,6 +17,8 @@ cfg = model_zoo.get_config("COCO-Detection/atss_R_50_FPN_1x.py")
 assert cfg.model._target_.__name__ == "ATSS", cfg.model._target_
 cfg = model_zoo.get_config("quickstart/padet_R18_shapes.py")  # relative imports and load_rel
 assert cfg.model.head.fam_mode == "disentangled"
+cfg = model_zoo.get_config("quickstart/dla_R18_shapes.py")  # load_quickstart finds COCO-Detection
+assert cfg.model.backbone.bottom_up.stages.depth == 18 and cfg.train.max_iter == 300
 cfg = model_zoo.get_config("yacs/ATSS_R_50_FPN_1x.yaml")
 assert cfg.MODEL.META_ARCHITECTURE == "ATSS"
 print("ok")
