@@ -3,6 +3,8 @@
 iterations per epoch read from registered datasets, ``AssignInputs.image_anchors`` and the
 assigners' repr."""
 
+import logging
+
 import pytest
 import torch
 
@@ -57,7 +59,11 @@ def test_sad_without_ac_seeds_each_image_from_its_input_dict(draw):
     assert model._noac_seeds == [] and model._noac_generator is None
 
 
-def test_sad_with_ac_never_draws():
+def test_sad_with_ac_never_draws(monkeypatch):
+    def no_draw(*args):
+        raise AssertionError("with the AC head, inference draws no anchor")
+
+    monkeypatch.setattr("semianchor.modeling.meta_arch.sad.noac_draw_seed", no_draw)
     model = sad(ac=True)
     model.backbone.forward = lambda x: {"p0": golden.features([golden.GRID])[0]}
     model.head.forward = lambda features: golden.head_maps(model, inference_flat(), [golden.GRID])
@@ -82,12 +88,14 @@ def three_image_dataset():
     MetadataCatalog.remove(name)
 
 
-def test_dla_iters_per_epoch_counts_the_images_the_loader_keeps(three_image_dataset):
+def test_dla_iters_per_epoch_counts_the_images_the_loader_keeps(three_image_dataset, caplog):
     names = [three_image_dataset]
     kept = dict(names=names, filter_empty=True, total_batch_size=4)
     assert iters_per_epoch_of(kept) == pytest.approx(2 / 4)  # the empty image is filtered out
     every = dict(names=names, filter_empty=False, total_batch_size=2)
-    assert iters_per_epoch_of(every) == pytest.approx(3 / 2)
+    with caplog.at_level(logging.INFO, logger="semianchor.modeling.meta_arch.dla"):
+        assert iters_per_epoch_of(every) == pytest.approx(3 / 2)
+    assert "3 training images / batch 2 = 1.50 iterations per epoch" in caplog.text
 
 
 def test_image_anchors_shared_and_per_image():
