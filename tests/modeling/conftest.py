@@ -42,13 +42,15 @@ def build_lazy(rel_path, shrink=shrink_lazy_model):
     return instantiate(shrink(cfg.model))
 
 
-def build_yacs(rel_path):
-    """The yacs config at ``rel_path``, shrunk, built with seed 0: (model, cfg)."""
+def build_yacs(rel_path, opts=()):
+    """The yacs config at ``rel_path``, shrunk, with ``opts`` (a ``merge_from_list`` list) merged
+    last, built with seed 0: (model, cfg)."""
     from detectron2.modeling import build_model
 
     cfg = add_semianchor_config(get_cfg())
     cfg.merge_from_file(os.path.join(REPO, rel_path))
     shrink_yacs(cfg)
+    cfg.merge_from_list(list(opts))
     torch.manual_seed(0)
     return build_model(cfg), cfg
 

@@ -28,6 +28,8 @@ from semianchor.modeling.heads.dense_head import HeadOutput
 from semianchor.modeling.losses import focal_loss
 from semianchor.modeling.meta_arch import AssignmentDetector
 
+from .conftest import build_yacs
+
 K = 3
 CELLS = [6, 4]  # SSD-like: 6 anchors per location on the first level, 4 on the second
 SIZE = 64
@@ -236,6 +238,46 @@ def test_toy_detector_with_per_image_anchors_and_6_4_anchors_trains_a_step():
     assert (result.labels[1] == K).all()  # the empty image: all background
     assert set(losses) == {"loss_dense_cls", "loss_dense_box"}
     assert losses["loss_dense_box"] > 0
+
+
+def test_positive_centerness_of_per_image_anchors():
+    """FCOS Eq. 3, sqrt(min(l, r) / max(l, r) x min(t, b) / max(t, b)), of each positive
+    anchor's centre w.r.t. its matched GT, with each image's own anchors. Image 0, GT
+    [0,0,16,16]: centres (4, 4) -> 1/3 and (8, 8) -> 1. Image 1, GT 1 = [0,0,20,10]: centres
+    (6, 5) -> sqrt(6/14) and (2, 2) -> sqrt(2/18 x 2/8) = 1/6."""
+    anchors = torch.tensor(
+        [
+            [[0, 0, 8, 8], [20, 20, 28, 28], [4, 4, 12, 12]],
+            [[2, 0, 10, 10], [0, 0, 4, 4], [20, 20, 28, 28]],
+        ],
+        dtype=torch.float32,
+    )
+    inputs = AssignInputs(
+        anchors=anchors,
+        num_anchors_per_level=[3],
+        anchor_strides=torch.full((3,), 8.0),
+        anchors_per_location=1,
+        gt_boxes=torch.tensor(
+            [[[0, 0, 16, 16], [0, 0, 0, 0]], [[0, 0, 2, 2], [0, 0, 20, 10]]], dtype=torch.float32
+        ),
+        gt_classes=torch.zeros(2, 2, dtype=torch.long),
+        gt_counts=torch.tensor([1, 2]),
+        num_classes=K,
+    )
+    matched = torch.tensor([[0, -1, 0], [1, 1, -1]])
+    result = TargetSet.from_matches(matched, inputs.gt_classes, K)
+    pos = result.positive_mask(K)  # 2 + 2 positives, image-major
+    got = toy_detector().positive_centerness(inputs, result, pos)
+    torch.testing.assert_close(got, torch.tensor([1 / 3, 1.0, math.sqrt(6 / 14), 1 / 6]))
+
+
+def test_yacs_box_coder_weights_reach_the_detector():
+    """MODEL.SEMIANCHOR.BOX_CODER.WEIGHTS (here neither the config's (1, 1, 1, 1) nor the
+    defaults (10, 10, 5, 5)) are the built detector's delta coder's."""
+    weights = (2.0, 3.0, 4.0, 6.0)
+    opts = ["MODEL.SEMIANCHOR.BOX_CODER.WEIGHTS", str(weights)]
+    model, _ = build_yacs("configs/yacs/NoisyAnchor_RetinaNet_R_50_FPN_1x.yaml", opts)
+    assert model.box_coder.weights == weights
 
 
 # ---------------------------------------------------------------- per-location outputs

@@ -22,7 +22,7 @@ from detectron2.modeling.box_regression import Box2BoxTransform
 from detectron2.modeling.matcher import Matcher
 from detectron2.utils.events import EventStorage
 
-from semianchor.modeling.assigners import CleanlinessAssigner
+from semianchor.modeling.assigners import AssignResult, CleanlinessAssigner
 from semianchor.modeling.box_coder import DeltaBoxCoder
 from semianchor.modeling.heads.dense_head import HeadOutput
 from semianchor.modeling.meta_arch import NoisyAnchorRetinaNet
@@ -70,16 +70,22 @@ def cleanliness(positives, p_cls, alpha=0.75, gamma=1.0):
     return c, {j: v / mean for j, v in r.items()}
 
 
-def soft_focal(x, t):
+def soft_focal(x, t, gamma=GAMMA_FL):
     """Eq. 1 with t -> c: -t alpha (1 - p)^gamma log p - (1 - t)(1 - alpha) p^gamma log(1 - p)."""
     p = golden.sigmoid(x)
-    return t * ALPHA * (1 - p) ** GAMMA_FL * golden.softplus(-x) + (1 - t) * (
+    return t * ALPHA * (1 - p) ** gamma * golden.softplus(-x) + (1 - t) * (
         1 - ALPHA
-    ) * p**GAMMA_FL * (golden.softplus(x))
+    ) * p**gamma * (golden.softplus(x))
 
 
 def hand_losses(
-    topn=2, gamma=1.0, soft_labels=True, reweight=True, normalizer="positives", reg=REG
+    topn=2,
+    gamma=1.0,
+    soft_labels=True,
+    reweight=True,
+    normalizer="positives",
+    reg=REG,
+    fl_gamma=GAMMA_FL,
 ):
     positives = top_n(topn)
     p_cls = [[golden.sigmoid(x) for x in row] for row in CLS]
@@ -91,9 +97,9 @@ def hand_losses(
         for k in range(K):
             if j in positives:
                 t = (c[j] if soft_labels else 1.0) if k == GT_CLASSES[positives[j]] else 0.0
-                cls += r[j] * soft_focal(CLS[j][k], t)
+                cls += r[j] * soft_focal(CLS[j][k], t, fl_gamma)
             else:
-                cls += soft_focal(CLS[j][k], 0.0)
+                cls += soft_focal(CLS[j][k], 0.0, fl_gamma)
     box = 0.0
     for j, g in positives.items():
         target = golden.oracle_encode(W, ANCHORS[j], GTS[g])[0].tolist()
@@ -170,14 +176,53 @@ def test_table3_and_table4_switches(switch):
     assert any(expected[k] != pytest.approx(default[k], rel=1e-4) for k in expected)
 
 
-@pytest.mark.parametrize("normalizer", ["soft_targets", "retinanet_matched"])
-def test_loss_normalizer_choices(normalizer):
-    """soft_targets: EMA(sum of c over A_pos); retinanet_matched: EMA(2), the positives of
-    Detectron2's Matcher([0.4, 0.5]) on the same anchors."""
+def test_the_focal_gamma_reaches_eq1():
+    """Eq. 1's focusing parameter at 1.5 instead of RetinaNet's 2, on positives and negatives."""
     got = golden.training_losses(
-        noisy(normalizer_type=normalizer), flat(), [golden.gt_instances(GTS, GT_CLASSES)]
+        noisy(focal_loss_gamma=1.5), flat(), [golden.gt_instances(GTS, GT_CLASSES)]
     )
-    assert_losses(got, hand_losses(normalizer=normalizer))
+    assert_losses(got, hand_losses(fl_gamma=1.5))
+
+
+@pytest.mark.parametrize(
+    "normalizer, soft_labels",
+    [("soft_targets", True), ("retinanet_matched", True), ("soft_targets", False)],
+)
+def test_loss_normalizer_choices(normalizer, soft_labels):
+    """soft_targets: EMA(sum of c over A_pos), EMA(|A_pos| = 3) when the assigner gives binary
+    labels (Table 3's SR only: c = 1); retinanet_matched: EMA(2), the positives of Detectron2's
+    Matcher([0.4, 0.5]) on the same anchors."""
+    got = golden.training_losses(
+        noisy(assigner=dict(soft_labels=soft_labels), normalizer_type=normalizer),
+        flat(),
+        [golden.gt_instances(GTS, GT_CLASSES)],
+    )
+    assert_losses(got, hand_losses(normalizer=normalizer, soft_labels=soft_labels))
+
+
+@pytest.mark.parametrize("normalizer", ["positives", "soft_targets"])
+def test_a_named_normaliser_is_its_own_ema(normalizer):
+    """A second result of the step normalised under its own name (as a later assignment stage
+    is) gets its own EMA, 0.9 x 100 + 0.1 x its own count, next to the default one's. K = 2:
+    labels 0, 1 positive, 2 background."""
+    model = noisy(normalizer_type=normalizer)
+    first = AssignResult(
+        matched_gt=torch.tensor([[0, 1, 0, -1]]),
+        labels=torch.tensor([[1, 0, 1, 2]]),
+        soft_targets=torch.tensor([[0.5, 0.75, 1.0, 0.0]]),
+    )
+    second = AssignResult(
+        matched_gt=torch.tensor([[0, 0, -1, -1]]),
+        labels=torch.tensor([[1, 1, 2, 2]]),
+        soft_targets=torch.tensor([[1.0, 1.0, 0.0, 0.0]]),
+    )
+    counts = {"positives": (3.0, 2.0), "soft_targets": (2.25, 2.0)}[normalizer]
+    assert model.positives_normalizer(first) == pytest.approx(golden.ema_first(counts[0]))
+    named = model.positives_normalizer(second, name="loss_normalizer_stage2")
+    assert named == pytest.approx(golden.ema_first(counts[1]))
+    assert model._logged_normalizers == pytest.approx(
+        {"loss_normalizer": golden.ema_first(counts[0]), "loss_normalizer_stage2": named}
+    )
 
 
 def test_inference_is_p_cls_with_torchvision_nms():

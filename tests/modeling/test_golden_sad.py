@@ -69,9 +69,9 @@ def train_flat():
     }
 
 
-def hand_losses(location_labels, regressed, sigma=0.9, ac_loss="eq3"):
+def hand_losses(location_labels, regressed, sigma=0.9, ac_loss="eq3", alpha=ALPHA, beta=BETA):
     """Sec. 3.4 written out. location_labels: class per location (K = background);
-    regressed: {anchor: gt} of the box loss (S4)."""
+    regressed: {anchor: gt} of the box loss (S4); alpha, beta: Eq. 3's."""
     # location classification: focal (alpha 0.25, gamma 1) summed, / EMA(positive locations)
     targets = torch.zeros(4, K)
     for loc, c in enumerate(location_labels):
@@ -104,12 +104,12 @@ def hand_losses(location_labels, regressed, sigma=0.9, ac_loss="eq3"):
         p = golden.sigmoid(AC[a])
         if ac_loss == "eq3":
             if y_hat[a]:
-                ac += ALPHA * abs(mu_hat - p) ** BETA * mu_hat * golden.softplus(-AC[a])
+                ac += alpha * abs(mu_hat - p) ** beta * mu_hat * golden.softplus(-AC[a])
             else:
-                ac += (1 - ALPHA) * p**BETA * golden.softplus(AC[a])
+                ac += (1 - alpha) * p**beta * golden.softplus(AC[a])
         else:  # QFL-style: BCE(p, mu_hat) |mu_hat - p|^beta, alpha-balanced
             bce = mu_hat * golden.softplus(-AC[a]) + (1 - mu_hat) * golden.softplus(AC[a])
-            ac += bce * abs(mu_hat - p) ** BETA * (ALPHA * mu_hat + (1 - ALPHA) * (1 - mu_hat))
+            ac += bce * abs(mu_hat - p) ** beta * (alpha * mu_hat + (1 - alpha) * (1 - mu_hat))
     ac = ac / golden.ema_first(sum(y_hat.values()))
     return {"loss_sad_cls": cls, "loss_sad_box": box, "loss_sad_ac": ac}
 
@@ -193,6 +193,17 @@ def test_qfl_ac_loss_ablation():
         sad(ac_loss="qfl"), train_flat(), [golden.gt_instances(GTS, GT_CLASSES)]
     )
     assert_losses(got, hand_losses([1, K, K, 0], {0: 0, 6: 1}, ac_loss="qfl"))
+
+
+@pytest.mark.parametrize("ac_loss", ["eq3", "qfl"])
+def test_ac_alpha_and_beta_reach_the_ac_loss(ac_loss):
+    """Eq. 3 (and the QFL ablation) with alpha 0.4 and beta 1.5 instead of 0.25 and 2, and the
+    AC term weighted by 1.5."""
+    model = sad(ac_loss=ac_loss, ac_alpha=0.4, ac_beta=1.5, ac_loss_weight=1.5)
+    got = golden.training_losses(model, train_flat(), [golden.gt_instances(GTS, GT_CLASSES)])
+    expected = hand_losses([1, K, K, 0], {0: 0, 6: 1}, ac_loss=ac_loss, alpha=0.4, beta=1.5)
+    expected["loss_sad_ac"] *= 1.5
+    assert_losses(got, expected)
 
 
 def test_without_the_ac_head_there_is_no_ac_term():
@@ -301,6 +312,64 @@ def test_without_ac_one_fixed_random_anchor_carries_the_location_probability():
         torch.testing.assert_close(a, b)
 
 
+def test_the_tau_and_the_gate_are_strict():
+    """Sec. 3.3 keeps the anchors with p(anchor) > tau and the locations with p(location) > the
+    score threshold: at p exactly 0.5 (logit 0) with tau = threshold = 0.5 neither passes.
+    One location, A = 2: anchor 0 has p_ac = 0.5, anchor 1 p_ac = sigmoid(1); class 0 has
+    p_loc = 0.5, class 1 sigmoid(2)."""
+    model = sad(inference="pos", inference_tau=0.5, test_score_thresh=0.5)
+    preds = {"cls": torch.tensor([[0.0, 2.0]]), "ac": torch.tensor([[0.0], [1.0]])}
+    scores, anchors, classes = model.level_candidates(preds, 2)
+    assert anchors.tolist() == [1] and classes.tolist() == [1]
+    assert scores.tolist() == pytest.approx([golden.sigmoid(2.0) * golden.sigmoid(1.0)])
+
+
+NO_CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+
+
+@pytest.mark.parametrize(
+    "num_loc, device", [(64, "cpu"), (0, "cpu"), pytest.param(64, "cuda", marks=NO_CUDA)]
+)
+def test_the_no_ac_pick_is_drawn_from_the_images_generator(num_loc, device):
+    """Table 2 without AC: location l keeps anchor pick[l] = randint(0, A) of the generator
+    seeded with the image's draw seed (a CPU generator, whatever the predictions' device and
+    the global RNG's state), scored p_loc; a level without locations gives no candidate."""
+    model, A = sad(ac=False), 3
+    logits = torch.linspace(-2.0, 2.0, num_loc * K).view(num_loc, K)  # every p_loc > 0.05
+    seed = noac_draw_seed({"image_id": 11}, 0)
+    pick = torch.randint(0, A, (num_loc,), generator=torch.Generator().manual_seed(seed))
+    if num_loc:
+        assert set(pick.tolist()) == {0, 1, 2}  # the case shows every anchor of a location
+    expected = sorted((i * A + int(pick[i]), k) for i in range(num_loc) for k in range(K))
+    for global_seed in (0, 1):
+        torch.manual_seed(global_seed)
+        model._noac_generator = torch.Generator().manual_seed(seed)
+        scores, anchors, classes = model.level_candidates({"cls": logits.to(device)}, A)
+        got = sorted(zip(anchors.tolist(), classes.tolist()))
+        assert got == expected
+        p_loc = torch.sigmoid(logits[anchors.cpu() // A, classes.cpu()])
+        torch.testing.assert_close(scores.cpu(), p_loc)
+
+
+def test_noac_level_candidates_need_the_images_generator():
+    model = sad(ac=False)
+    with pytest.raises(RuntimeError, match=r"^the no-AC anchor pick needs the image's draw gen"):
+        model.level_candidates({"cls": torch.zeros(4, K)}, 2)
+
+
+def test_the_logged_ratios_with_one_gt():
+    """GT0 alone: 1 positive anchor (0) of 8, 1 positive location (0) of 4, per GT and against
+    the negatives: 1, 7, 1, 3."""
+    got = golden.logged_scalars(sad(), train_flat(), [golden.gt_instances(GTS[:1], [1])])
+    expected = {
+        "sad/pos_per_gt_anchors": 1.0,
+        "sad/neg_per_pos_anchors": 7.0,
+        "sad/pos_per_gt_locations": 1.0,
+        "sad/neg_per_pos_locations": 3.0,
+    }
+    assert {k: got[k] for k in expected} == pytest.approx(expected)
+
+
 # ---------------------------------------------------------------- the training log
 def test_the_logged_assignment_statistics():
     """Static anchors: 2 positive (0, 6), 6 background; locations: 2 positive (0, 3), 2
@@ -351,8 +420,10 @@ def test_noac_draw_seed_keys():
     assert seed({"image_id": 3, "file_name": "a.jpg"}, 0) == seed({"image_id": 3}, 0)
     assert seed({"image": image}, 0) != seed({"image": other}, 0)
     assert seed({"image_id": 3}, 0) != seed({"image_id": 3}, 1)
+    assert seed({"image_id": 3}, 0) != seed({"image_id": 4}, 0)
 
 
 def test_noac_inference_outside_forward_says_how_to_run_it():
-    with pytest.raises(RuntimeError, match=r"run inference through model\(batched_inputs\)"):
+    words = r"^SAD without the AC head draws its anchors per image: run inference through model"
+    with pytest.raises(RuntimeError, match=words + r"\(batched_inputs\)"):
         golden.detections(sad(ac=False), inference_flat(ac=False))

@@ -21,7 +21,10 @@ from semianchor.modeling.assigners.cleanliness import (
     topn_iou_assignment,
 )
 from semianchor.modeling.meta_arch import AssignmentDetector, NoisyAnchorRetinaNet
-from semianchor.modeling.meta_arch.noisy_anchor import cleanliness_focal_loss
+from semianchor.modeling.meta_arch.noisy_anchor import (
+    cleanliness_focal_loss,
+    retinanet_matched_count,
+)
 from semianchor.modeling.proposal_generator import NoisyAnchorRPN
 
 from .conftest import (
@@ -560,12 +563,31 @@ def test_retinanet_matched_normalizer_takes_the_inputs_as_an_argument(tiny_retin
     assert not any(isinstance(v, AssignInputs) for v in vars(model).values())
     model.normalizer_type, model._step_normalizers = "retinanet_matched", {}
     try:
-        with pytest.raises(ValueError, match="pass the assigner inputs"):
+        words = (
+            r"^normalizer_type='retinanet_matched' counts on the step's anchors and GTs: pass the "
+            r"assigner inputs \(positives_normalizer\(\.\.\., inputs=\.\.\.\)\)$"
+        )
+        with pytest.raises(ValueError, match=words):
             model.positives_normalizer(seen["result"])
         value = model.positives_normalizer(seen["result"], inputs=seen["inputs"])
         assert value == max(float(_independent_retinanet_positives(seen["inputs"])), 1.0)
     finally:
         model.normalizer_type = "positives"
+
+
+@pytest.mark.parametrize("per_image", [False, True], ids=["shared_anchors", "per_image_anchors"])
+def test_retinanet_matched_count_hand_case(per_image):
+    """RetinaNet's matcher (IoU >= 0.5, plus each GT's best anchors) per image, summed. Image 0
+    has no GT; image 1 GT [0,0,10,10]: a0 (IoU 1), a1 (0.5) -> 2; image 2 GTs [0,0,20,20] and
+    [30,30,42,42]: a1 (0.5), a2 (1), a3 (100/144) -> 3. With per-image anchors image 2's are
+    shifted by (10, 10): the best IoUs are a0's 0.25 (GT 0) and a3's 4/240 (GT 1), low-quality
+    matches -> 2."""
+    gts = [[], [[0, 0, 10, 10]], [[0, 0, 20, 20], [30, 30, 42, 42]]]
+    inputs = hand_inputs(gts, [[], [0], [0, 1]])
+    if per_image:
+        inputs.anchors = torch.stack([ANCHORS, ANCHORS, ANCHORS + 10.0])
+    assert inputs.per_image_anchors == per_image
+    assert retinanet_matched_count(inputs) == (2 + 2 if per_image else 2 + 3)
 
 
 def test_unknown_loss_normalizer_is_an_error():

@@ -285,6 +285,24 @@ def test_lazy_and_yacs_builds_agree(tiny_sad):
         assert getattr(yacs, attr) == getattr(tiny_sad, attr), attr
 
 
+def test_every_sad_yacs_key_reaches_the_detector():
+    """MODEL.SEMIANCHOR.SAD's loss and inference keys, each set off its default, are the built
+    detector's attributes of the same name (lower case)."""
+    values = {
+        "AC_LOSS": "qfl",
+        "AC_LOSS_WEIGHT": 1.5,
+        "AC_ALPHA": 0.4,
+        "AC_BETA": 1.5,
+        "INFERENCE": "pos",
+        "INFERENCE_TOPK": 3,
+        "INFERENCE_TAU": 0.2,
+        "NOAC_DRAW": 4,
+    }
+    opts = [x for k, v in values.items() for x in (f"MODEL.SEMIANCHOR.SAD.{k}", str(v))]
+    model, _ = build_yacs(YACS, opts)
+    assert {k: getattr(model, k.lower()) for k in values} == values
+
+
 @pytest.mark.parametrize(
     "path",
     sorted(p for p in os.listdir(os.path.join(REPO, "projects/SAD/configs")) if p.endswith(".py")),
