@@ -10,6 +10,8 @@ from semianchor.modeling.assigners import (
     AssignInputs,
     ATSSAssigner,
     MaxIoUAssigner,
+    StagedAssigner,
+    TargetSet,
     pad_gt_instances,
 )
 
@@ -70,6 +72,9 @@ def test_atss_single_gt_hand_computed():
     ious = torch.tensor([100 / 196, 20 / 276, 20 / 276], dtype=torch.float64)
     thr = ious.mean() + ious.std()
     assert res.extras["threshold"][0, 0].item() == pytest.approx(thr.item(), abs=1e-5)
+    # "score": the IoU of each positive with its GT, 0 elsewhere
+    assert res.extras["score"][0, 4].item() == pytest.approx(100 / 196, rel=1e-6)
+    assert (res.extras["score"][0, torch.arange(9) != 4] == 0).all()
     assert sorted(res.extras["candidates"][0, 0].tolist()) == [1, 3, 4]
 
 
@@ -116,6 +121,56 @@ def test_atss_gt_on_several_levels():
     pos = [c for c, v in zip(cands, ious) if v >= thr]
     assert pos == [19]
     assert res.matched_gt[0].eq(0).nonzero()[:, 0].tolist() == [19]
+
+
+@pytest.mark.parametrize("center_eps, positive", [(0.01, True), (0.4, True), (0.6, False)])
+def test_atss_center_eps_is_the_inside_margin(center_eps, positive):
+    # GT [9.5,3,17,17], centre (13.25, 10), k = 3: candidates 4, 5, 1 with IoUs 55/150, 20/185,
+    # 11/194 -> threshold 0.343; anchor 4 (IoU 0.367) has its centre (10, 10) 0.5 px inside the
+    # GT's left side: positive iff 0.5 > center_eps.
+    inputs = make_inputs(LEVEL, [[[9.5, 3, 17, 17]]])
+    res = ATSSAssigner(topk=3, center_eps=center_eps)(inputs)
+    ious = torch.tensor([55 / 150, 20 / 185, 11 / 194], dtype=torch.float64)
+    assert res.extras["threshold"][0, 0].item() == pytest.approx(
+        (ious.mean() + ious.std()).item(), abs=1e-5
+    )
+    assert res.matched_gt[0].tolist() == [-1] * 4 + [0 if positive else -1] + [-1] * 4
+
+
+def test_atss_takes_k_times_a_candidates_per_level():
+    # Two anchors per location (10 x 10 and 14 x 14, contiguous as in Detectron2), k = 2: the
+    # k * A = 4 nearest, i.e. both anchors of location 4 (indices 8, 9) and of location 1 (2, 3).
+    # IoUs 100/196, 1, 20/276, 56/336 -> threshold 0.857: only anchor 9 (the GT itself) is
+    # positive (with 2 candidates, mean + std of two values exceeds both: no positive).
+    inputs = make_inputs(LEVEL, [[[3, 3, 17, 17]]])
+    inputs.anchors = torch.stack([grid_anchors(10, 10, 3, 3), grid_anchors(10, 14, 3, 3)], 1)
+    inputs.anchors = inputs.anchors.reshape(-1, 4)
+    inputs.num_anchors_per_level, inputs.anchors_per_location = [18], 2
+    inputs.anchor_strides = torch.full((18,), 10.0)
+    res = ATSSAssigner(topk=2)(inputs)
+    assert res.extras["candidates"][0, 0].tolist() == [8, 9, 2, 3]
+    ious = torch.tensor([100 / 196, 1.0, 20 / 276, 56 / 336], dtype=torch.float64)
+    assert res.extras["threshold"][0, 0].item() == pytest.approx(
+        (ious.mean() + ious.std()).item(), abs=1e-5
+    )
+    assert res.matched_gt[0].eq(0).nonzero()[:, 0].tolist() == [9]
+
+
+def test_atss_needs_one_anchor_count_per_location():
+    inputs = make_inputs([(10, 10, 3, 3), (20, 20, 2, 2)], [[[3, 3, 17, 17]]])
+    inputs.anchors_per_location = [1, 2]
+    msg = (
+        r"^ATSSAssigner needs the same number of anchors per location on every level, got \[1, 2\]$"
+    )
+    with pytest.raises(ValueError, match=msg):
+        ATSSAssigner()(inputs)
+
+
+def test_atss_topk_one_is_the_nearest_anchor_and_zero_is_refused():
+    res = ATSSAssigner(topk=1)(make_inputs(LEVEL, [[[3, 3, 17, 17]]]))
+    assert res.extras["candidates"][0, 0].tolist() == [4]
+    with pytest.raises(ValueError, match=r"^topk must be >= 1, got 0$"):
+        ATSSAssigner(topk=0)
 
 
 def test_atss_tiny_gt_gets_no_positive():
@@ -303,3 +358,115 @@ def test_location_index_is_int64_with_and_without_anchors():
     inputs.num_anchors_per_level = []
     index = inputs.location_index()
     assert index.dtype == torch.int64 and index.shape == (0,)
+
+
+def test_register_assigner_builder_takes_a_name_once(monkeypatch):
+    """A project registers its own rule by name; a taken name is refused (the table is copied so
+    the test leaves the real one untouched)."""
+    from semianchor.modeling.assigners import build
+
+    monkeypatch.setattr(build, "ASSIGNER_BUILDERS", dict(build.ASSIGNER_BUILDERS))
+    mine = MaxIoUAssigner(thresholds=(0.3, 0.6))
+
+    @build.register_assigner_builder("MyRule")
+    def _mine(cfg):
+        return mine
+
+    assert build.ASSIGNER_BUILDERS["MyRule"] is _mine
+    assert build.build_assigner(None, "MyRule") is mine
+    with pytest.raises(KeyError, match=r"assigner builder 'MyRule' is already registered"):
+        build.register_assigner_builder("MyRule")(_mine)
+
+
+# ---------------------------------------------------------------- the shared interface
+def test_assigner_reprs():
+    """``Name(hyper-parameters)``: Detectron2's Matcher keeps -inf / inf around the thresholds,
+    the repr shows the user's; a staged assigner lists its stages in order. ATSS's defaults are
+    the paper's k = 9 and the official code's centre margin 0.01."""
+    assert repr(ATSSAssigner()) == "ATSSAssigner(topk=9, center_eps=0.01)"
+    max_iou = MaxIoUAssigner(thresholds=(0.3, 0.5), allow_low_quality_matches=False)
+    want = "MaxIoUAssigner(thresholds=[0.3, 0.5], labels=[0, -1, 1], low_quality=False)"
+    assert repr(max_iou) == want
+    staged = StagedAssigner(stages=[("first", max_iou), ("second", ATSSAssigner(topk=4))])
+    assert (
+        repr(staged)
+        == f"StagedAssigner(first={want}, second=ATSSAssigner(topk=4, center_eps=0.01))"
+    )
+
+
+def test_staged_assigner_returns_the_last_stage():
+    """Three stages: the result is the third stage's, the first two are under ``stages``."""
+    inputs = make_inputs(LEVEL, [[[7, 7, 17, 17]]])
+    stages = [
+        ("strict", MaxIoUAssigner(thresholds=(0.5, 0.7), allow_low_quality_matches=False)),
+        ("atss", ATSSAssigner(topk=3)),
+        ("loose", MaxIoUAssigner(thresholds=(0.05, 0.2), allow_low_quality_matches=False)),
+    ]
+    res = StagedAssigner(stages=stages)(inputs)
+    assert list(res.stages) == ["strict", "atss"]
+    for name, assigner in stages:
+        alone = assigner(inputs)
+        got = res.stages.get(name, res)
+        assert torch.equal(got.labels, alone.labels), name
+        assert got.inputs is inputs
+    # GT [7,7,17,17]: IoU 64/136 with anchor 4, 16/184 with 5 and 7, 4/196 with 8, 0 elsewhere:
+    # the loose band (>= 0.2 positive, < 0.05 background) keeps 4 and ignores 5 and 7
+    assert res.labels[0].tolist() == [K, K, K, K, 0, -1, K, -1, K]
+    assert (res.stages["strict"].labels == K).all()  # 0.47 < 0.5: background
+
+
+def test_valid_gt_mask_counts_each_image():
+    inputs = make_inputs(LEVEL, [[[0, 0, 10, 10], [0, 0, 5, 5]], [], [[1, 1, 4, 4]]])
+    assert inputs.valid_gt_mask().tolist() == [[True, True], [False, False], [True, False]]
+
+
+def test_interface_tensors_follow_the_inputs_not_the_default_device():
+    """Index tensors live on the inputs' device whatever ``torch.set_default_device`` says (a CPU
+    batch under a default device of 'meta' here, of 'cuda' in practice)."""
+    inputs = make_inputs([(10, 10, 3, 3), (20, 20, 2, 2)], [[[0, 0, 10, 10]], []])
+    with torch.device("meta"):
+        index, mask = inputs.location_index(), inputs.valid_gt_mask()
+    assert index.device == mask.device == torch.device("cpu")
+    assert index.tolist() == list(range(13)) and mask.tolist() == [[True], [False]]
+    inputs.anchors, inputs.anchor_strides = torch.zeros(0, 4), torch.zeros(0)
+    inputs.num_anchors_per_level = []
+    with torch.device("meta"):
+        assert inputs.location_index().device == torch.device("cpu")
+
+
+def test_location_index_with_several_anchors_per_location():
+    """A_l anchors of a location are contiguous; locations are numbered across levels."""
+    inputs = make_inputs([(10, 10, 2, 2), (20, 20, 1, 1)], [[[0, 0, 10, 10]]])
+    inputs.anchors = torch.zeros(4 * 3 + 1 * 2, 4)
+    inputs.num_anchors_per_level, inputs.anchors_per_location = [12, 2], [3, 2]
+    inputs.anchor_strides = torch.tensor([10.0] * 12 + [20.0] * 2)
+    assert inputs.location_index().tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4]
+    assert inputs.num_locations == 5
+
+
+def test_uniform_anchors_per_location_without_levels_is_one():
+    inputs = make_inputs(LEVEL, [[[0, 0, 10, 10]]])
+    inputs.anchors, inputs.anchor_strides = torch.zeros(0, 4), torch.zeros(0)
+    inputs.num_anchors_per_level = []
+    assert inputs.uniform_anchors_per_location("ATSS") == 1
+
+
+def test_decoded_pred_boxes_uses_the_anchor_strides():
+    """LTRB distances are in stride units: anchor 4 (centre (10, 10), stride 10) with (1, 1, 2,
+    0.5) decodes to [0, 0, 30, 15]; without a box coder (or regression) it is an error."""
+    from semianchor.modeling.box_coder import LTRBBoxCoder
+
+    inputs = make_inputs(LEVEL, [[[0, 0, 10, 10]]])
+    inputs.pred_regression = torch.zeros(1, 9, 4)
+    inputs.pred_regression[0, 4] = torch.tensor([1.0, 1, 2, 0.5])
+    msg = r"^this assigner needs predictions: pred_regression and box_coder are None$"
+    with pytest.raises(ValueError, match=msg):
+        inputs.decoded_pred_boxes()
+    inputs.box_coder = LTRBBoxCoder()
+    assert inputs.decoded_pred_boxes()[0, 4].tolist() == [0.0, 0.0, 30.0, 15.0]
+
+
+def test_matched_boxes_are_zero_where_unmatched():
+    gt = torch.tensor([[[1.0, 2, 3, 4], [5, 6, 7, 8]]])
+    ts = TargetSet(matched_gt=torch.tensor([[1, -1, 0]]), labels=torch.tensor([[0, K, 0]]))
+    assert ts.matched_boxes(gt).tolist() == [[[5, 6, 7, 8], [0, 0, 0, 0], [1, 2, 3, 4]]]

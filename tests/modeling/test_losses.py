@@ -61,6 +61,9 @@ def test_quality_focal_loss_has_no_alpha_and_beta_two_by_default():
     )
     torch.testing.assert_close(quality_focal_loss(LOGITS, SOFT), want)
     torch.testing.assert_close(quality_focal_loss(LOGITS, SOFT, reduction="sum"), want.sum())
+    # beta is the modulating exponent (GFL Eq. 5): beta = 1 weighs BCE by |t - p| itself
+    bce = F.binary_cross_entropy_with_logits(LOGITS, SOFT, reduction="none")
+    torch.testing.assert_close(quality_focal_loss(LOGITS, SOFT, beta=1.0), bce * (SOFT - p).abs())
 
 
 def test_cleanliness_focal_loss_by_hand_and_defaults():
@@ -119,6 +122,16 @@ def test_pairwise_aligned_iou_keeps_leading_dimensions():
     for row in (0, 1):
         torch.testing.assert_close(iou[row], box_iou(BOXES_A, BOXES_B).diag())
         torch.testing.assert_close(giou[row], generalized_box_iou(BOXES_A, BOXES_B).diag())
+
+
+def test_pairwise_aligned_iou_eps_enlarges_both_denominators():
+    """IoU = I / (U + eps), GIoU = IoU - (C - U) / (C + eps), by hand with eps = 1: two equal
+    10 x 10 boxes (I = U = C = 100), two disjoint 2 x 2 boxes 1 px apart (I = 0, U = 8, C = 10)."""
+    a = torch.tensor([[0.0, 0, 10, 10], [0, 0, 2, 2]])
+    b = torch.tensor([[0.0, 0, 10, 10], [3, 0, 5, 2]])
+    iou, giou = pairwise_aligned_iou(a, b, eps=1.0)
+    torch.testing.assert_close(iou, torch.tensor([100 / 101, 0.0]))
+    torch.testing.assert_close(giou, torch.tensor([100 / 101, -2 / 11]))
 
 
 def test_iou_losses_against_torchvision():
@@ -199,11 +212,59 @@ def test_hard_negative_mask_by_hand():
     assert torch.equal(hard_negative_mask(loss, pos, neg, 0), pos | neg)
 
 
-def test_centerness_of_sub_pixel_distances():
+@pytest.mark.parametrize("axes", [[0, 1, 2, 3], [1, 0, 3, 2]], ids=["as_is", "x_y_swapped"])
+def test_centerness_of_sub_pixel_distances(axes):
     """Distances below 1 px count as they are: a centre 0.5 px below the top of a 10 px box
     (l = r = 5, t = 0.5, b = 9.5), the centre of a 1 x 1 box (every distance 0.5: centerness 1)
-    and a centre 0.5 px above the box (t clamped to 0: centerness 0)."""
+    and a centre 0.5 px above the box (t clamped to 0: centerness 0); the same with x and y
+    swapped (l = 0.5, r = 9.5; a centre 0.5 px left of the box)."""
     anchors = torch.tensor([[4.0, 0.0, 6.0, 1.0], [0.0, 0.0, 1.0, 1.0], [4.0, -2.0, 6.0, 1.0]])
     gts = torch.tensor([[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 10.0, 10.0]])
     want = torch.tensor([math.sqrt(0.5 / 9.5), 1.0, 0.0])
+    torch.testing.assert_close(centerness_targets(anchors[:, axes], gts[:, axes]), want)
+
+
+def test_centerness_keeps_leading_dimensions():
+    """(N, R, 4) -> (N, R), each element as computed alone (FCOS Eq. 3)."""
+    anchors = torch.tensor([[[2.0, 2, 6, 6], [1, 3, 3, 5], [0, 0, 2, 2]]]).expand(2, 3, 4)
+    gts = torch.tensor([[0.0, 1, 10, 5], [0, 0, 8, 12]]).unsqueeze(1).expand(2, 3, 4)
+    # centres (4, 4), (2, 4), (1, 1) against GT 0 (x 0..10, y 1..5) and GT 1 (x 0..8, y 0..12)
+    want = torch.tensor(
+        [
+            [4 / 6 * 1 / 3, 2 / 8 * 1 / 3, 0.0],
+            [4 / 4 * 4 / 8, 2 / 6 * 4 / 8, 1 / 7 * 1 / 11],
+        ]
+    ).sqrt()
     torch.testing.assert_close(centerness_targets(anchors, gts), want)
+
+
+def test_hard_negative_mask_quota_is_per_image():
+    """The quota counts each image's own positives: 2 positives (ratio 1) keep 2 negatives in
+    image 0, none (max(P, 1) = 1) keep 1 in image 1, not the batch's 2 each."""
+    loss = torch.tensor([[0.0, 0.0, 0.9, 0.1, 0.5], [0.2, 0.8, 0.4, 0.6, 0.0]])
+    pos = torch.tensor([[True, True, False, False, False], [False] * 5])
+    neg = ~pos
+    assert hard_negative_mask(loss, pos, neg, 1.0).tolist() == [
+        [True, True, True, False, True],
+        [False, True, False, False, False],
+    ]
+
+
+def test_hard_negative_mask_breaks_long_ties_by_index():
+    """100 negatives of equal loss and 1 positive at 3:1: the 3 negatives of lowest index."""
+    pos = torch.zeros(1, 101, dtype=torch.bool)
+    pos[0, 50] = True
+    used = hard_negative_mask(torch.zeros(1, 101), pos, ~pos, 3.0)
+    assert used.nonzero()[:, 1].tolist() == [0, 1, 2, 50]
+
+
+def test_hard_negative_mask_ignores_the_default_device():
+    """Every tensor it makes lives on its inputs' device, whatever ``torch.set_default_device``
+    says (a CPU batch under a default device of 'meta' here, of 'cuda' in practice)."""
+    loss = torch.tensor([[0.1, 0.9, 0.5, 0.7, 0.2, 0.8] * 4])
+    pos = torch.zeros(1, 24, dtype=torch.bool)
+    pos[0, 0] = True
+    with torch.device("meta"):
+        used = hard_negative_mask(loss, pos, ~pos, 2.0)
+    assert used.device == loss.device
+    assert used.nonzero()[:, 1].tolist() == [0, 1, 7]
