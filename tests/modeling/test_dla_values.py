@@ -1,6 +1,8 @@
-"""DLA detector values on hand cases: Eq. 2's alpha (its defaults, its checks, its epochs from a
-registered dataset), the yacs keys, the alpha hand to the assigner, the metric loss (Eq. 7) on a
-hand-made assignment, and every logged assignment statistic on hand-set regression outputs."""
+"""DLA values on hand cases: Eq. 2's alpha (its defaults, its checks, its epochs from a registered
+dataset), the yacs keys, the alpha handed to the assigner, the metric loss (Eq. 7) on a hand-made
+assignment, every logged assignment statistic on hand-set regression outputs, and the
+assigner's edges (arguments, input checks, out-of-range scores, per-image anchors, one or no
+candidate, empty levels)."""
 
 import math
 import re
@@ -14,12 +16,14 @@ from detectron2.data import DatasetCatalog
 from detectron2.utils.events import EventStorage
 
 from semianchor.config import add_semianchor_config
-from semianchor.modeling.assigners import AssignInputs, AssignResult
+from semianchor.modeling.assigners import AssignInputs, AssignResult, DLAAssigner
 from semianchor.modeling.meta_arch import DLA
 from semianchor.modeling.meta_arch.base import AssignmentDetector
 from semianchor.modeling.meta_arch.dla import dla_alpha
 
 from . import golden_case as golden
+from .test_assigners import K, make_inputs
+from .test_dla import hand_case, with_predictions
 from .test_golden_atss_dla import dla
 
 
@@ -103,7 +107,9 @@ def yacs_cfg(**dla_keys):
 
 
 SHARED = dict(alpha0=0.8, metric_loss_weight=1.5, metric_loss_beta=1.5, score_mode="cls_metric")
-SHARED_KEYS = dict(ALPHA0=0.8, METRIC_LOSS_WEIGHT=1.5, METRIC_LOSS_BETA=1.5, SCORE_MODE="cls_metric")
+SHARED_KEYS = dict(
+    ALPHA0=0.8, METRIC_LOSS_WEIGHT=1.5, METRIC_LOSS_BETA=1.5, SCORE_MODE="cls_metric"
+)
 
 
 @pytest.mark.parametrize(
@@ -253,9 +259,9 @@ def test_the_logging_case_boxes_are_what_the_comment_says():
 
 
 def mean_iou(boxes, gts):
-    return sum(float(box_iou(torch.tensor([b]), torch.tensor([g]))) for b, g in zip(boxes, gts)) / len(
-        boxes
-    )
+    return sum(
+        float(box_iou(torch.tensor([b]), torch.tensor([g]))) for b, g in zip(boxes, gts)
+    ) / len(boxes)
 
 
 def test_one_positive_logs_every_statistic():
@@ -304,3 +310,114 @@ def test_zero_distances_and_degenerate_boxes_are_counted_exactly(per_image_ancho
         expected.update({f"{prefix}_{side}_zero": 2 / 5 for side in "ltrb"})
     for k, v in expected.items():
         assert got[k] == pytest.approx(v, abs=1e-6), k
+
+
+# ---------------------------------------------------------------- the assigner's edges
+# test_dla's hand case: one 3x3 level (stride 10, 10 px anchors), GT [-1, -1, 21, 21] of class 1,
+# k = 3 -> candidates 1, 3, 4; anchor 4's predicted box is its anchor (IoU_pred = IoU_prior).
+P4 = 100 / 484
+
+
+def test_dla_assigner_defaults_and_arguments():
+    assert DLAAssigner().extra_repr() == "topk=10, gamma=1.0, center_eps=0.01"
+    assert DLAAssigner(topk=3, gamma=0.0, center_eps=0.5).extra_repr() == (
+        "topk=3, gamma=0.0, center_eps=0.5"
+    )
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.5])
+def test_dla_regression_weight_is_m_to_the_gamma_for_gamma_below_one(gamma):
+    """Eq. 5 with gamma = 0 (no re-weighting: w = 1) and 0.5 (w = sqrt(m)) on the hand case's
+    single positive, anchor 1 (m = 0.9103)."""
+    res = DLAAssigner(topk=3, gamma=gamma)(hand_case())
+    m1 = res.extras["metric"][0, 1].item()
+    assert m1 == pytest.approx(0.9103, abs=1e-4)
+    assert res.weights[0, 1].item() == pytest.approx(m1**gamma, abs=1e-6)
+    assert (res.weights[0, torch.arange(9) != 1] == 0).all()
+
+
+def test_dla_assigner_input_checks_say_what_is_missing():
+    inputs = hand_case()
+    inputs.box_coder = None
+    message = "DLAAssigner needs the detector's box_coder to decode pred_regression"
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        DLAAssigner(topk=3)(inputs)
+    inputs = hand_case()
+    del inputs.extras["alpha"]
+    message = "DLAAssigner needs inputs.extras['alpha'] (the DLA detector passes its current alpha)"
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        DLAAssigner(topk=3)(inputs)
+    with pytest.raises(ValueError, match=r"^alpha must be in \[0, 1\], got 1.5$"):
+        DLAAssigner(topk=3)(hand_case(alpha=1.5))
+
+
+def test_dla_alpha_zero_is_the_class_score_alone():
+    """alpha = 0 (Eq. 1's other end, valid): m = s; candidates 1, 3, 4 score 0.9, 0, 0.1."""
+    res = DLAAssigner(topk=3)(hand_case(alpha=0.0))
+    cands = res.extras["candidates"][0, 0].tolist()
+    got = dict(zip(cands, res.extras["candidate_metric"][0, 0].tolist()))
+    assert (got[1], got[3], got[4]) == pytest.approx((0.9, 0.0, 0.1), abs=1e-6)
+    assert res.extras["alpha"].item() == 0.0
+    assert res.matched_gt[0].eq(0).nonzero()[:, 0].tolist() == [1]
+
+
+@pytest.mark.parametrize(
+    "score, s",
+    [(float("inf"), 0.0), (float("-inf"), 0.0), (float("nan"), 0.0), (1.5, 1.0), (-0.5, 0.0)],
+)
+def test_dla_out_of_range_class_score_is_clamped_to_a_probability(score, s):
+    """Anchor 4's class-1 score: non-finite -> s = 0, then s clamped to [0, 1]; m = 0.1 s + 0.9
+    IoU_prior (its predicted box is its anchor)."""
+    inputs = hand_case()
+    inputs.pred_scores[0, 4, 1] = score
+    res = DLAAssigner(topk=3)(inputs)
+    cands = res.extras["candidates"][0, 0].tolist()
+    m4 = res.extras["candidate_metric"][0, 0, cands.index(4)].item()
+    assert m4 == pytest.approx(0.1 * s + 0.9 * P4, abs=1e-6)
+    assert res.extras["alpha"].item() == pytest.approx(0.9)
+
+
+def test_dla_per_image_anchors_give_the_shared_anchors_result():
+    shared = DLAAssigner(topk=3)(hand_case())
+    inputs = hand_case()
+    inputs.anchors = inputs.anchors[None].clone()  # (N, R, 4): the same anchors, per image
+    per_image = DLAAssigner(topk=3)(inputs)
+    assert torch.equal(per_image.matched_gt, shared.matched_gt)
+    torch.testing.assert_close(
+        per_image.extras["candidate_metric"], shared.extras["candidate_metric"]
+    )
+
+
+def test_dla_single_candidate_metric():
+    """One anchor ([-5, -5, 5, 5]), one GT [-5, -5, 7, 5] (IoU_prior 100 / 120) of class 1 with
+    s = 0.5 and the predicted box equal to the GT (ltrb 0.5, 0.5, 0.7, 0.5 at stride 10): N = M =
+    C = 1. m = 0.5 * 0.5 + 0.5 * (0.5 * 100 / 120 + 0.5 * 1) at alpha 0.5."""
+    inputs = make_inputs([(10, 10, 1, 1)], [[[-5.0, -5.0, 7.0, 5.0]]], [[1]])
+    scores = torch.zeros(1, 1, K)
+    scores[0, 0, 1] = 0.5
+    reg = torch.tensor([[[0.5, 0.5, 0.7, 0.5]]])
+    res = DLAAssigner(topk=3)(with_predictions(inputs, scores, reg, 0.5))
+    expected = 0.25 + 0.5 * (0.5 * 100 / 120 + 0.5)
+    assert res.extras["candidate_metric"].item() == pytest.approx(expected, abs=1e-6)
+    assert res.extras["metric"][0, 0].item() == pytest.approx(expected, abs=1e-6)
+
+
+def test_dla_candidate_metric_of_no_candidates_is_empty():
+    cand_idx, cand_iou = torch.zeros(1, 1, 0, dtype=torch.long), torch.zeros(1, 1, 0)
+    m = DLAAssigner(topk=3).candidate_metric(hand_case(), 0.9, cand_idx, cand_iou)
+    assert m.shape == (1, 1, 0)
+
+
+def test_dla_candidate_strides_skip_empty_levels_and_check_the_anchor_counts():
+    inputs = hand_case()
+    inputs.num_anchors_per_level = [9, 0]  # an empty last level (no locations)
+    assert DLAAssigner(topk=3).candidate_strides(inputs).tolist() == [10.0] * 3
+    inputs.num_anchors_per_level = [0, 9]
+    assert DLAAssigner(topk=3).candidate_strides(inputs).tolist() == [10.0] * 3
+    inputs.anchors, inputs.anchor_strides = torch.zeros(0, 4), torch.zeros(0)
+    inputs.num_anchors_per_level = [0]
+    assert DLAAssigner(topk=3).candidate_strides(inputs).shape == (0,)
+    inputs = hand_case()
+    inputs.num_anchors_per_level, inputs.anchors_per_location = [4, 5], [1, 2]
+    with pytest.raises(ValueError, match=r"^DLA needs the same number of anchors per location"):
+        DLAAssigner(topk=3).candidate_strides(inputs)
