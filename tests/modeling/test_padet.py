@@ -3,6 +3,7 @@ weights for the ResNet encoder), the two matchings (promoted anchors, the theta 
 deformable conv, hard-negative mining, the detector end to end (empty GT, autocast), Table 2's
 APM components and the ablation configs of projects/PADet/configs."""
 
+import dataclasses
 import glob
 import math
 import os
@@ -21,6 +22,7 @@ from semianchor.modeling.anchors import SSDAnchorGenerator, ssd_sizes
 from semianchor.modeling.assigners import MaxIoUAssigner, StagedAssigner
 from semianchor.modeling.assigners.padet import PromotedAnchorAssigner, promoted_anchors
 from semianchor.modeling.backbone.encoder_decoder import EncoderDecoder, ResNetEncoder, VGG16Encoder
+from semianchor.modeling.box_coder import LTRBBoxCoder
 from semianchor.modeling.heads.padet_head import FeatureAlignment, PADetHead
 from semianchor.modeling.meta_arch.padet import PADet
 
@@ -103,8 +105,79 @@ def test_the_theta_rule_needs_the_apm_scores():
     gt = torch.tensor([[0.0, 0.0, 20.0, 20.0]])
     inputs = _inputs(gt, gt, torch.zeros(1, 4), torch.ones(1))
     del inputs.extras["apm_scores"]
-    with pytest.raises(ValueError, match=r"^the theta rule needs inputs.extras\['apm_scores'\]"):
+    message = r"^the theta rule needs inputs.extras\['apm_scores'\] \(N, R\)$"
+    with pytest.raises(ValueError, match=message):
         _staged()(inputs)
+
+
+@pytest.mark.parametrize("missing", ["apm_regression", "box_coder"])
+def test_promoted_anchors_need_the_apm_deltas_and_a_box_coder(missing):
+    gt = torch.tensor([[0.0, 0.0, 20.0, 20.0]])
+    inputs = _inputs(gt, gt, torch.zeros(1, 4), torch.ones(1))
+    if missing == "box_coder":
+        inputs = dataclasses.replace(inputs, box_coder=None)
+    else:
+        del inputs.extras["apm_regression"]
+    message = r"^promoted anchors need inputs.extras\['apm_regression'\] and a box_coder$"
+    with pytest.raises(ValueError, match=message):
+        promoted_anchors(inputs)
+
+
+def test_promoted_anchors_decode_each_anchor_in_its_stride_units():
+    """LTRBBoxCoder, stride 8: deltas (1, 1, 1, 1) put anchor 0's box 8 px around its centre
+    (10, 10); anchor 1's NaN deltas leave it (alone) where it was. The promoted stage's inputs
+    carry their own copy of the extras."""
+    gt = torch.tensor([[0.0, 0.0, 20.0, 20.0]])
+    anchors = torch.tensor([[0.0, 0.0, 20.0, 20.0], [40.0, 40.0, 60.0, 60.0]])
+    deltas = torch.tensor([[1.0, 1.0, 1.0, 1.0], [float("nan")] * 4])
+    inputs = dataclasses.replace(
+        _inputs(anchors, gt, deltas, torch.ones(2)), box_coder=LTRBBoxCoder()
+    )
+    expected = torch.tensor([[[2.0, 2.0, 18.0, 18.0], [40.0, 40.0, 60.0, 60.0]]])
+    torch.testing.assert_close(promoted_anchors(inputs), expected)
+    stage_in = PromotedAnchorAssigner().stage_inputs(inputs, {})
+    torch.testing.assert_close(stage_in.anchors, expected)
+    stage_in.extras["apm_scores"] = None  # a later edit stays in the promoted stage's inputs
+    assert inputs.extras["apm_scores"] is not None
+
+
+@pytest.mark.parametrize(
+    "kwargs, labels",
+    [
+        ({}, [0, K]),
+        ({"allow_low_quality_matches": False}, [-1, K]),
+        ({"allow_low_quality_matches": False, "labels": (0, 0, 1)}, [K, K]),
+    ],
+    ids=["default", "no_low_quality", "no_band"],
+)
+def test_the_promoted_matching_rule(kwargs, labels):
+    """GT [0, 0, 20, 20]: anchor 0's IoU 0.4 is in the ignored [0.3, 0.5) band, but it is the GT's
+    best anchor (a low-quality positive by default, SSD's "best anchor per GT"); anchor 1's IoU 0.2
+    is background. ``labels`` (0, 0, 1) makes the band background."""
+    gt = torch.tensor([[0.0, 0.0, 20.0, 20.0]])
+    anchors = torch.tensor([[0.0, 0.0, 20.0, 50.0], [0.0, 0.0, 20.0, 100.0]])
+    inputs = _inputs(anchors, gt, torch.zeros(2, 4), torch.ones(2))
+    result = PromotedAnchorAssigner(**kwargs, promote=False, theta=None)(inputs)
+    assert result.labels[0].tolist() == labels
+
+
+def test_theta_is_in_0_1_and_ignores_only_scores_below_it():
+    """Defaults: APM_R and APM_C with theta 0.01; theta 0 is allowed (nothing is below it), 1 is
+    not. With theta 0.5 the background anchors scored 0.25 / 0.5 / 0.75: only the first is
+    ignored."""
+    default = PromotedAnchorAssigner()
+    assert (default.promote, default.theta) == (True, 0.01)
+    assert PromotedAnchorAssigner(theta=0.0).theta == 0.0
+    for theta in (1.0, -0.1):
+        with pytest.raises(ValueError, match=rf"^theta must be None or in \[0, 1\), got {theta}$"):
+            PromotedAnchorAssigner(theta=theta)
+    gt = torch.tensor([[0.0, 0.0, 20.0, 20.0]])
+    anchors = torch.tensor(
+        [[0.0, 0.0, 20.0, 20.0]] + [[40.0 * i, 40.0, 40.0 * i + 20, 60.0] for i in range(3)]
+    )
+    inputs = _inputs(anchors, gt, torch.zeros(4, 4), torch.tensor([0.0, 0.25, 0.5, 0.75]))
+    result = PromotedAnchorAssigner(promote=False, theta=0.5)(inputs)
+    assert result.labels[0].tolist() == [0, -1, K, K]
 
 
 def test_matching_on_promoted_anchors_differs_from_the_initial_one():
@@ -613,7 +686,8 @@ def test_apm_switches_must_match_the_head_and_the_assigner():
     assert (model.promote, model.theta, model.use_apm) == (False, None, False)
 
 
-def test_yacs_use_apm_false_builds_the_baseline():
+def _yacs_model(prior_prob=0.01, **padet):
+    """The yacs PADet (VGG-16 width 0.125) with ``MODEL.SEMIANCHOR.PADET`` switches changed."""
     from detectron2.config import get_cfg
     from detectron2.modeling import build_model
 
@@ -623,12 +697,69 @@ def test_yacs_use_apm_false_builds_the_baseline():
     cfg.merge_from_file(os.path.join(REPO, "configs/yacs/PADet_VGG16_384.yaml"))
     cfg.MODEL.DEVICE = "cpu"
     cfg.MODEL.SEMIANCHOR.PADET.ENCODER_WIDTH = 0.125
-    cfg.MODEL.SEMIANCHOR.PADET.USE_APM = False
-    cfg.MODEL.SEMIANCHOR.PADET.FAM_MODE = "none"
-    model = build_model(cfg)
+    cfg.MODEL.SEMIANCHOR.PADET.update(padet)
+    cfg.MODEL.SEMIANCHOR.HEAD.PRIOR_PROB = prior_prob
+    return build_model(cfg)
+
+
+def test_yacs_use_apm_false_builds_the_baseline():
+    model = _yacs_model(USE_APM=False, FAM_MODE="none")
     assert not model.use_apm and set(model.head_outputs) == {"cls", "reg"}
     stage = dict(model.assigner.stages)["promoted"]
     assert (stage.promote, stage.theta) == (False, None)
+
+
+YACS_SWITCHES = {  # MODEL.SEMIANCHOR.PADET switches -> the model attributes they set
+    "no_theta": ({"THETA": -1.0}, {"theta": None, "promote": True}),
+    "theta_0": ({"THETA": 0.0}, {"theta": 0.0, "promote": True}),
+    "no_promote": ({"PROMOTE": False, "FAM_MODE": "none"}, {"theta": 0.01, "promote": False}),
+    "paper_loss": (
+        {"LOSS_MODE": "paper", "NEG_POS_RATIO": 0.0, "APM_NEG_POS_RATIO": 0.0},
+        {"loss_mode": "paper", "loss_normalizer_momentum": 0.0, "neg_pos_ratio": 0.0},
+    ),
+    "ohem_knobs": (
+        {
+            "NEG_POS_RATIO": 2.0,
+            "APM_NEG_POS_RATIO": 1.0,
+            "TEST_WARP": False,
+            "SOFT_NMS_METHOD": "gaussian",
+            "SOFT_NMS_IOU": 0.4,
+            "SOFT_NMS_SIGMA": 0.25,
+            "SOFT_NMS_MIN_SCORE": 0.002,
+        },
+        {
+            "loss_mode": "ohem",
+            "loss_normalizer_momentum": 0.9,
+            "neg_pos_ratio": 2.0,
+            "apm_neg_pos_ratio": 1.0,
+            "test_input_size": None,
+            "soft_nms": dict(method="gaussian", iou_threshold=0.4, sigma=0.25, min_score=0.002),
+        },
+    ),
+}
+
+
+@pytest.mark.parametrize("row", sorted(YACS_SWITCHES))
+def test_yacs_padet_switches_reach_the_model(row):
+    """THETA < 0: no APM_C (theta None, no scoring branch); THETA 0 is a theta (APM_C on);
+    LOSS_MODE "paper" sets the EMA momentum to 0; the mining ratios, test warp and soft-NMS."""
+    switches, attrs = YACS_SWITCHES[row]
+    model = _yacs_model(**switches)
+    for key, value in attrs.items():
+        assert getattr(model, key) == value, key
+    assert ("apm_cls" in model.head_outputs) == (model.theta is not None)
+    assert ("apm_reg" in model.head_outputs) == model.promote
+
+
+def test_yacs_head_switches_reach_the_head():
+    model = _yacs_model(
+        prior_prob=0.02, FAM_LEVELS=3, FAM_GRAD_MUL=0.1, FAM_IMPL="sampled", FAM_OFFSET_GRAD_MUL=0.5
+    )
+    fam = model.head.fam
+    assert [f.mode for f in fam] == ["disentangled"] * 3 + ["none"] * 3
+    assert {(f.grad_mul, f.impl, f.offset_grad_mul) for f in fam} == {(0.1, "sampled", 0.5)}
+    bias = model.head.apm_cls[0].bias  # the APM logits start at the prior probability
+    torch.testing.assert_close(bias, torch.full((6,), -math.log(0.98 / 0.02)))
 
 
 # ---------------------------------------------------------------- projects/PADet/configs
