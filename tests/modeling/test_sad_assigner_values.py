@@ -168,9 +168,7 @@ def test_fcos_inside_is_strict_and_uses_each_sides_coordinate(point, expected):
     assert labels.tolist() == [[expected]] and loc_gt.tolist() == [[0 if expected < K else -1]]
 
 
-@pytest.mark.parametrize(
-    "rule, expected", [("fcos", [[1, 2, BG]]), ("fcos_shrink", [[BG, 2, BG]])]
-)
+@pytest.mark.parametrize("rule, expected", [("fcos", [[1, 2, BG]]), ("fcos_shrink", [[BG, 2, BG]])])
 def test_fcos_rule_samples_the_whole_box_and_fcos_shrink_its_centre(rule, expected):
     """One level of stride 8, range (0, 1e8); GT 0 [0, 0, 100, 100] class 1: the location (5, 5)
     is inside it but 45 px from its centre, beyond the 1.5 x 8 = 12 px centre region; GT 1
@@ -207,6 +205,23 @@ def test_the_rules_name_themselves_when_the_anchors_per_location_differ():
     two_levels = _points_inputs(points, (4, 8), (1, 1), [[[0.0, 0.0, 8.0, 8.0]]], [[0]], [1])
     with pytest.raises(ValueError, match=r"^fcos_size_ranges has 1 levels, the anchors 2$"):
         fcos_location_labels(two_levels, FCOS_RANGES[:1])
+
+
+def test_fcos_location_labels_of_no_locations_and_no_gts_are_empty():
+    """The degenerate batch: no anchors, no GT (M = 0): (N, 0) int64 labels and GT indices."""
+    inputs = AssignInputs(
+        anchors=torch.zeros(0, 4),
+        num_anchors_per_level=[0],
+        anchor_strides=torch.zeros(0),
+        anchors_per_location=1,
+        gt_boxes=torch.zeros(2, 0, 4),
+        gt_classes=torch.zeros(2, 0, dtype=torch.int64),
+        gt_counts=torch.zeros(2, dtype=torch.int64),
+        num_classes=K,
+    )
+    for radius in (None, 1.5):
+        for out in fcos_location_labels(inputs, FCOS_RANGES[:1], radius):
+            assert out.shape == (2, 0) and out.dtype == torch.int64
 
 
 # ---------------------------------------------------------------- the assigner's targets
