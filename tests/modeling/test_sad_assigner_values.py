@@ -4,6 +4,8 @@ against a loop-based transcription of FCOS Sec. 3.1-3.2 (Tian et al. 2019), the 
 background locations, the inclusive AC threshold of Eq. 2, and the tensors' device and dtype.
 """
 
+import contextlib
+
 import pytest
 import torch
 
@@ -207,6 +209,19 @@ def test_the_rules_name_themselves_when_the_anchors_per_location_differ():
         fcos_location_labels(two_levels, FCOS_RANGES[:1])
 
 
+@contextlib.contextmanager
+def _foreign_defaults():
+    """Default device "meta" and default dtype float64: a tensor the code under test creates
+    without an explicit device or dtype is then on the wrong device or of the wrong dtype."""
+    dtype = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        with torch.device("meta"):
+            yield
+    finally:
+        torch.set_default_dtype(dtype)
+
+
 def test_fcos_location_labels_of_no_locations_and_no_gts_are_empty():
     """The degenerate batch: no anchors, no GT (M = 0): (N, 0) int64 labels and GT indices."""
     inputs = AssignInputs(
@@ -220,8 +235,10 @@ def test_fcos_location_labels_of_no_locations_and_no_gts_are_empty():
         num_classes=K,
     )
     for radius in (None, 1.5):
-        for out in fcos_location_labels(inputs, FCOS_RANGES[:1], radius):
-            assert out.shape == (2, 0) and out.dtype == torch.int64
+        with _foreign_defaults():  # on the inputs' device (see the last test)
+            outputs = fcos_location_labels(inputs, FCOS_RANGES[:1], radius)
+        for out in outputs:
+            assert out.shape == (2, 0) and out.dtype == torch.int64 and out.device.type == "cpu"
 
 
 # ---------------------------------------------------------------- the assigner's targets
@@ -326,18 +343,13 @@ def test_location_rules_follow_the_inputs_not_the_default_device_and_dtype():
         fcos_location_labels(fcos_inputs, FCOS_RANGES),
         fcos_location_labels(fcos_inputs, FCOS_RANGES, 1.5),
     ]
-    dtype = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
-        with torch.device("meta"):
-            got = [
-                location_labels(*labels_args),
-                fcos_location_labels(fcos_inputs, FCOS_RANGES),
-                fcos_location_labels(fcos_inputs, FCOS_RANGES, 1.5),
-            ]
-            edge_labels, _ = fcos_location_labels(edge, ((0.0, 12.3),))
-    finally:
-        torch.set_default_dtype(dtype)
+    with _foreign_defaults():
+        got = [
+            location_labels(*labels_args),
+            fcos_location_labels(fcos_inputs, FCOS_RANGES),
+            fcos_location_labels(fcos_inputs, FCOS_RANGES, 1.5),
+        ]
+        edge_labels, _ = fcos_location_labels(edge, ((0.0, 12.3),))
     for (labels, idx), (want_labels, want_idx) in zip(got, expected):
         assert labels.device.type == "cpu" and idx.device.type == "cpu"
         assert torch.equal(labels, want_labels) and torch.equal(idx, want_idx)
