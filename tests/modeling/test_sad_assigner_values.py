@@ -170,6 +170,20 @@ def test_fcos_inside_is_strict_and_uses_each_sides_coordinate(point, expected):
     assert labels.tolist() == [[expected]] and loc_gt.tolist() == [[0 if expected < K else -1]]
 
 
+def test_fcos_shrink_region_is_open_and_the_smallest_gt_wins():
+    """Centre sampling, stride 8 x radius 1: GT [0, 0, 40, 40] (class 1) has the open centre
+    region (12, 28) x (12, 28): its four sides are out, its centre (20, 20) in. The location
+    (50, 5) is in GT A [48, 0, 52, 20] (4 x 20 = 80, class 2) and GT B [40, 0, 60, 10]
+    (20 x 10 = 200, class 0), centre regions clipped to the GTs: A, the smaller, wins."""
+    points = [(12.0, 20.0), (28.0, 20.0), (20.0, 12.0), (20.0, 28.0), (20.0, 20.0), (50.0, 5.0)]
+    gts = [[[0.0, 0.0, 40.0, 40.0], [40.0, 0.0, 60.0, 10.0], [48.0, 0.0, 52.0, 20.0]]]
+    inputs = _points_inputs(points, (8,), (6,), gts, [[1, 0, 2]], [3])
+    labels, loc_gt = fcos_location_labels(inputs, ((0.0, 1e8),), center_radius=100.0)
+    assert loc_gt.tolist() == [[0, 0, 0, 0, 0, 2]]  # a radius beyond the GTs: every GT side
+    labels, loc_gt = fcos_location_labels(inputs, ((0.0, 1e8),), center_radius=1.0)
+    assert labels.tolist() == [[BG, BG, BG, BG, 1, 2]] and loc_gt.tolist() == [[-1] * 4 + [0, 2]]
+
+
 @pytest.mark.parametrize("rule, expected", [("fcos", [[1, 2, BG]]), ("fcos_shrink", [[BG, 2, BG]])])
 def test_fcos_rule_samples_the_whole_box_and_fcos_shrink_its_centre(rule, expected):
     """One level of stride 8, range (0, 1e8); GT 0 [0, 0, 100, 100] class 1: the location (5, 5)
