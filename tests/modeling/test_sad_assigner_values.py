@@ -368,3 +368,40 @@ def test_location_rules_follow_the_inputs_not_the_default_device_and_dtype():
         assert labels.device.type == "cpu" and idx.device.type == "cpu"
         assert torch.equal(labels, want_labels) and torch.equal(idx, want_idx)
     assert edge_labels.tolist() == [[2]]
+
+
+# ---------------------------------------------------------------- arguments
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (
+            dict(regression="x"),
+            r"^regression must be 'anchor' \(R1\) or 'location' \(R2\), got 'x'$",
+        ),
+        (dict(location_gamma=1.0), r"^location_gamma must be None or in \[0, 1\), got 1.0$"),
+        (dict(sigma=1.5), r"^sigma must be in \[0, 1\], got 1.5$"),
+        (
+            dict(location_rule="centre"),
+            r"^location_rule must be one of \('anchors', 'fcos', 'fcos_shrink'\), got 'centre'$",
+        ),
+        (
+            dict(location_rule="fcos", location_gamma=0.1),
+            r"^location_gamma \(Eq\. 1\) applies to the anchors' location rule, not 'fcos'$",
+        ),
+        (
+            dict(fcos_size_ranges=((8.0, 8.0),)),
+            r"^fcos_size_ranges must be \(lo, hi\) with lo < hi",
+        ),
+    ],
+)
+def test_invalid_arguments_are_named(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        SADAssigner(**kwargs)
+
+
+def test_the_ends_of_the_argument_ranges_and_the_fcos_radius_default():
+    """gamma = 0 (Eq. 1 with no background weight) and sigma = 1 (mu_hat = mu / max mu) are
+    valid; FCOS's centre-sampling radius 1.5 is the default."""
+    assigner = SADAssigner(location_gamma=0.0, sigma=1.0)
+    assert assigner.location_gamma == 0.0 and assigner.sigma == 1.0
+    assert SADAssigner(location_rule="fcos_shrink").fcos_center_radius == 1.5
