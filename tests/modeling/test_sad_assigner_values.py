@@ -393,6 +393,7 @@ def test_location_rules_follow_the_inputs_not_the_default_device_and_dtype():
             r"^fcos_size_ranges must be \(lo, hi\) with lo < hi",
         ),
     ],
+    ids=["regression", "gamma_1", "sigma", "rule", "gamma_with_fcos", "empty_range"],
 )
 def test_invalid_arguments_are_named(kwargs, message):
     with pytest.raises(ValueError, match=message):
