@@ -23,7 +23,9 @@ PIP := $(PY) -m pip
 DETECTRON2_SPEC ?= sal
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.2
 CUDA_HOME ?= $(if $(wildcard /usr/local/cuda/bin/nvcc),/usr/local/cuda,)
-TORCH_CUDA_ARCH_LIST ?= 8.0;9.0
+# with a GPU visible, torch builds for that GPU (left empty); without one, the CUDA sources are
+# compiled for one architecture (sm_90), enough to check that they build
+TORCH_CUDA_ARCH_LIST ?= $(if $(shell nvidia-smi -L 2>/dev/null),,9.0)
 export CUDA_HOME TORCH_CUDA_ARCH_LIST
 
 DEPS := fvcore iopath pycocotools "omegaconf>=2.1,<2.4" "hydra-core>=1.1" termcolor yacs tabulate \
