@@ -3,7 +3,7 @@ per level (:class:`SSDAnchorGenerator`, PADet), per-anchor strides, and the assi
 inputs on a generator's anchors."""
 
 import math
-from typing import List, Sequence
+from typing import List, Optional, Sequence, Union
 
 import torch
 from torch import Tensor, nn
@@ -85,18 +85,24 @@ def build_semianchor_anchor_generator(cfg, input_shape):
 
 def generator_assign_inputs(
     anchor_generator: DefaultAnchorGenerator,
-    anchors: List[Boxes],
+    anchors: Union[List[Boxes], Tensor],
     gt_instances: List[Instances],
     num_classes: int,
     class_agnostic: bool = False,
     box_coder=None,
+    num_anchors_per_level: Optional[List[int]] = None,
 ) -> AssignInputs:
-    """The assigner's static inputs (no predictions) on a Detectron2 anchor generator's per-level
-    ``anchors``: the anchors concatenated, their levels' strides, the generator's cell anchors per
-    location and the padded GTs (:func:`~semianchor.modeling.assigners.pad_gt_instances`).
+    """The assigner's static inputs (no predictions) on an anchor generator's anchors: the
+    generator's per-level ``Boxes`` (concatenated), or a (R, 4) / (N, R, 4) tensor (per-image
+    anchors) with ``num_anchors_per_level``; their levels' strides, the generator's cell anchors
+    per location and the padded GTs (:func:`~semianchor.modeling.assigners.pad_gt_instances`).
     ``class_agnostic``: every GT is class 0 (objectness, as an RPN's)."""
-    nums = [len(a) for a in anchors]
-    all_anchors = Boxes.cat(anchors).tensor  # (R, 4)
+    if isinstance(anchors, Tensor):
+        if num_anchors_per_level is None:
+            raise ValueError("anchors given as a tensor need num_anchors_per_level")
+        all_anchors, nums = anchors, list(num_anchors_per_level)
+    else:
+        all_anchors, nums = Boxes.cat(anchors).tensor, [len(a) for a in anchors]  # (R, 4)
     gt_boxes, gt_classes, gt_counts = pad_gt_instances(gt_instances, all_anchors.device)
     return AssignInputs(
         anchors=all_anchors,

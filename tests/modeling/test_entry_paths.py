@@ -123,3 +123,14 @@ def test_an_assigner_without_options_has_an_empty_repr():
             raise AssertionError("not called")
 
     assert repr(NoOptions()) == "NoOptions()"
+
+
+def test_tensor_anchors_need_their_level_sizes():
+    from semianchor.modeling.anchors import generator_assign_inputs
+
+    gen = golden.anchor_generator()
+    gts = [golden.gt_instances([[0, 0, 16, 16]], [0])]
+    with pytest.raises(ValueError, match="^anchors given as a tensor need num_anchors_per_level$"):
+        generator_assign_inputs(gen, torch.zeros(8, 4), gts, num_classes=1)
+    inputs = generator_assign_inputs(gen, torch.zeros(8, 4), gts, 1, num_anchors_per_level=[8])
+    assert inputs.num_anchors_per_level == [8] and inputs.anchor_strides.tolist() == [16.0] * 8

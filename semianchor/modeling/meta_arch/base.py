@@ -36,8 +36,8 @@ from detectron2.modeling.meta_arch.dense_detector import DenseDetector, permute_
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import get_event_storage
 
-from ..anchors import anchor_strides, build_semianchor_anchor_generator
-from ..assigners import AssignInputs, AssignResult, LabelAssigner, TargetSet, pad_gt_instances
+from ..anchors import build_semianchor_anchor_generator, generator_assign_inputs
+from ..assigners import AssignInputs, AssignResult, LabelAssigner, TargetSet
 from ..assigners.build import build_assigner
 from ..box_coder import build_box_coder
 from ..heads.dense_head import DenseHead, HeadOutput
@@ -299,23 +299,13 @@ class AssignmentDetector(DenseDetector):
     ) -> AssignInputs:
         """Assigner inputs from the generator's per-level anchors, or from a (R, 4) / (N, R, 4)
         tensor (per-image anchors) with ``num_anchors_per_level``."""
-        gt_boxes, gt_classes, gt_counts = pad_gt_instances(gt_instances, self.device)
-        if isinstance(anchors, Tensor):
-            if num_anchors_per_level is None:
-                raise ValueError("anchors given as a tensor need num_anchors_per_level")
-            all_anchors, num_per_level = anchors, list(num_anchors_per_level)
-        else:
-            all_anchors, num_per_level = Boxes.cat(anchors).tensor, [len(a) for a in anchors]
-        inputs = AssignInputs(
-            anchors=all_anchors,
-            num_anchors_per_level=num_per_level,
-            anchor_strides=anchor_strides(self.anchor_generator, num_per_level, all_anchors.device),
-            anchors_per_location=self.anchors_per_location,
-            gt_boxes=gt_boxes,
-            gt_classes=gt_classes,
-            gt_counts=gt_counts,
-            num_classes=self.num_classes,
+        inputs = generator_assign_inputs(
+            self.anchor_generator,
+            anchors,
+            gt_instances,
+            self.num_classes,
             box_coder=self.box_coder,
+            num_anchors_per_level=num_anchors_per_level,
         )
         if self.assigner.requires_predictions:
             inputs.pred_scores = self.prediction_scores(preds, inputs).detach().float()
